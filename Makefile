@@ -1,0 +1,58 @@
+# usdiff: two commands on a fresh machine.
+#   make demo   install into .venv, build the built-in data set, execute the notebooks in order
+#   make test   install into .venv, run the unit tests and every notebook under nbval (quick mode)
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.usdiff-installed
+OUT    ?= outputs
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+# FAST=1 make demo runs the quick (CI-sized) variant of every notebook.
+FAST   ?= 0
+
+.PHONY: install test lint demo data notebooks lab bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=23"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check usdiff tests benchmarks
+
+test: $(STAMP) lint
+	USDIFF_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+
+data: $(STAMP)
+	USDIFF_FAST=$(FAST) $(PY) -m usdiff.cli data ensure
+
+demo: $(STAMP) data
+	@mkdir -p $(OUT)/notebooks
+	@for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; \
+		start=$$(date +%s); \
+		(cd notebooks && USDIFF_FAST=$(FAST) USDIFF_OUT=../$(OUT) ../$(PY) -m jupyter nbconvert --to notebook --execute \
+			--ExecutePreprocessor.timeout=-1 --output-dir ../$(OUT)/notebooks $$(basename $$nb)) || exit 1; \
+		echo "   done in $$(( $$(date +%s) - start )) s"; \
+	done
+	@echo "Executed notebooks in $(OUT)/notebooks, figures in $(OUT)/"
+
+notebooks: $(STAMP) data
+	@for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; \
+		(cd notebooks && USDIFF_FAST=$(FAST) ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+			--ExecutePreprocessor.timeout=-1 $$(basename $$nb)) || exit 1; \
+	done
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache
