@@ -1,0 +1,34 @@
+import pytest
+
+from usdiff.cli import build_parser, main
+
+
+def test_parser_knows_every_command():
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", "paper", "--data", "d", "--out", "r", "--resume"])
+    assert (args.config, args.resume) == ("paper", True)
+    args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--loss", "mse"])
+    assert (args.method, args.loss, args.alpha) == ("classifier", "mse", 0.3)
+    args = parser.parse_args(["fid", "--real", "a", "--fake", "b"])
+    assert (args.layer, args.n) == ("pool2", 1200)
+
+
+def test_parser_rejects_unknown_choices(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--config", "huge", "--data", "d", "--out", "r"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_sample_needs_a_source_of_z_sem(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sample", "--ckpt", "c", "--out", "o"])
+    assert "one of the arguments --data --images is required" in capsys.readouterr().err
+
+
+def test_missing_checkpoint_is_a_clean_error(tmp_path, capsys):
+    (tmp_path / "imgs").mkdir()
+    code = main(["reconstruct", "--ckpt", str(tmp_path / "nope.pt"), "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "out")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usdiff reconstruct: error:") and "nope.pt" in err

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from usdiff.io import save_batch, save_png, to_uint8
+from usdiff.utils import from_model_range, get_device, to_model_range
+from usdiff.viz import show_grid, to_numpy_images
+
+
+def test_model_range_round_trip_and_endpoints():
+    x = torch.linspace(0, 1, 11)
+    assert torch.allclose(from_model_range(to_model_range(x)), x)
+    assert to_model_range(torch.tensor([0.0, 0.5, 1.0])).tolist() == [-1.0, 0.0, 1.0]
+    assert from_model_range(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]
+
+
+def test_get_device_defaults_to_cpu_without_cuda(monkeypatch):
+    monkeypatch.delenv("USDIFF_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_device().type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        get_device("cuda")
+
+
+def test_to_uint8_maps_model_range_to_bytes():
+    img = torch.tensor([[[-1.0, 0.0, 1.0, 2.0]]])
+    assert to_uint8(img).tolist() == [[0, 128, 255, 255]]
+    with pytest.raises(ValueError, match="1 channel"):
+        to_uint8(torch.zeros(3, 4, 4))
+
+
+def test_save_png_and_batch_round_trip(tmp_path):
+    img = torch.rand(1, 8, 8) * 2 - 1
+    path = save_png(img, tmp_path / "a" / "x.png")
+    back = np.asarray(Image.open(path))
+    assert back.dtype == np.uint8 and back.shape == (8, 8)
+    assert np.abs(back.astype(int) - to_uint8(img).astype(int)).max() == 0
+    paths = save_batch(torch.zeros(2, 1, 4, 4), tmp_path / "b", ["one.jpg", "two"])
+    assert [p.name for p in paths] == ["one.png", "two.png"]
+    with pytest.raises(ValueError, match="2 images but 1 names"):
+        save_batch(torch.zeros(2, 1, 4, 4), tmp_path, ["x"])
+
+
+def test_viz_normalises_shapes_and_ranges():
+    out = to_numpy_images(torch.tensor([[[[-1.0, 1.0]]]]), value_range=(-1, 1))
+    assert out.shape == (1, 1, 2) and out.tolist() == [[[0.0, 1.0]]]
+    with pytest.raises(ValueError, match="1 channel"):
+        to_numpy_images(np.zeros((2, 3, 4, 4)))
+    fig = show_grid(np.zeros((5, 4, 4)), titles=list("abcde"), ncols=3)
+    assert len(fig.axes) == 6
