@@ -1,0 +1,13 @@
+"""The Diffusion Autoencoder: noise schedules, DDIM, semantic encoder, conditional UNet."""
+from .config import DiffAEConfig, TrainConfig, get_config
+from .ddim import DDIMScheduler
+from .diffae import DiffAE, count_parameters
+from .encoder import SemanticEncoder
+from .schedules import alphas_cumprod, cosine_beta_schedule, get_schedule, linear_beta_schedule
+from .unet import ConditionalUNet
+
+__all__ = [
+    "DiffAE", "DiffAEConfig", "TrainConfig", "get_config", "DDIMScheduler", "SemanticEncoder",
+    "ConditionalUNet", "linear_beta_schedule", "cosine_beta_schedule", "get_schedule", "alphas_cumprod",
+    "count_parameters",
+]

@@ -1,0 +1,214 @@
+import pytest
+import torch
+from torch import nn
+
+from usdiff.model import (
+    ConditionalUNet,
+    DDIMScheduler,
+    DiffAE,
+    DiffAEConfig,
+    SemanticEncoder,
+    count_parameters,
+    get_config,
+)
+
+
+def small_config(image_size=32, **kw):
+    """A test-sized model: a few hundred thousand parameters."""
+    base = dict(image_size=image_size, base_channels=16, channel_mult=(1, 2, 2), num_res_blocks=1,
+                attn_resolutions=(image_size // 4,), z_dim=32, enc_channel_mult=(1, 2, 2, 2), schedule="cosine")
+    base.update(kw)
+    return DiffAEConfig(**base)
+
+
+def randomize_zero_inits(model: nn.Module, std: float = 0.02) -> nn.Module:
+    """Give the zero-initialised output convolutions random weights, so the output depends on z."""
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1 and not p.any():
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+def images(n, size, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g) * 2 - 1
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_shapes(size):
+    torch.manual_seed(0)
+    model = DiffAE.from_config(small_config(size))
+    x = images(2, size)
+    z = model.encode(x)
+    assert z.shape == (2, 32)
+    eps = model.unet(x, torch.tensor([0, 999]), z)
+    assert eps.shape == x.shape
+    x_T = model.encode_stochastic(x, z, steps=3)
+    assert x_T.shape == x.shape
+    out = model.decode(x_T, z, steps=3)
+    assert out.shape == x.shape and out.min() >= -1 and out.max() <= 1
+    assert model.sample(3, z[:1], steps=2).shape == (3, 1, size, size)
+    assert model.training_loss(x).shape == ()
+
+
+def test_parts_standalone_shapes():
+    enc = SemanticEncoder(image_size=64, base_channels=8, channel_mult=(1, 2, 2, 2, 2), num_res_blocks=1,
+                          attn_resolutions=(8,), z_dim=20)
+    unet = ConditionalUNet(image_size=64, base_channels=8, channel_mult=(1, 2, 4), num_res_blocks=2,
+                           attn_resolutions=(16,), z_dim=20, num_heads=2)
+    x = images(3, 64)
+    z = enc(x)
+    assert z.shape == (3, 20)
+    assert unet(x, torch.tensor([1, 2, 3]), z).shape == (3, 1, 64, 64)
+
+
+def test_bad_inputs_name_the_argument():
+    model = DiffAE.from_config(small_config(32))
+    with pytest.raises(ValueError, match=r"x0 must be 32x32"):
+        model.encode(images(1, 64))
+    with pytest.raises(ValueError, match=r"x0 must be 32x32"):
+        model.encode(torch.zeros(1, 1, 32, 16))        # not square
+    with pytest.raises(ValueError, match=r"x0 must have 1 channel"):
+        model.encode(torch.zeros(1, 3, 32, 32))
+    with pytest.raises(ValueError, match=r"x0 must be a \(B, C, H, W\)"):
+        model.encode(torch.zeros(32, 32))
+    with pytest.raises(ValueError, match=r"x_T must be 32x32"):
+        model.decode(images(1, 16), torch.zeros(1, 32))
+    with pytest.raises(ValueError, match=r"z_sem must have z_dim=32"):
+        model.decode(images(1, 32), torch.zeros(1, 8))
+    with pytest.raises(ValueError, match=r"z_sem has 2 rows"):
+        model.decode(images(1, 32), torch.zeros(2, 32))
+    with pytest.raises(ValueError, match="z_sem is required"):
+        model.sample(2)
+
+
+def test_config_validation_names_field():
+    with pytest.raises(ValueError, match="image_size=36 must be divisible by 8"):
+        DiffAEConfig(image_size=36, channel_mult=(1, 2, 2, 2), enc_channel_mult=(1, 2, 2, 2, 2))
+    with pytest.raises(ValueError, match="attn_resolutions"):
+        small_config(attn_resolutions=(12,))
+    with pytest.raises(ValueError, match="schedule"):
+        small_config(schedule="quadratic")
+    with pytest.raises(ValueError, match="dropout"):
+        small_config(dropout=1.5)
+    with pytest.raises(ValueError, match="z_dim"):
+        small_config(z_dim=0)
+    with pytest.raises(ValueError, match="unknown config 'huge'"):
+        get_config("huge")
+    with pytest.raises(ValueError, match="unknown DiffAEConfig fields"):
+        DiffAEConfig.from_dict({"image_size": 64, "colour": True})
+
+
+def test_config_roundtrip():
+    cfg, train = get_config("small")
+    assert DiffAEConfig.from_dict(cfg.to_dict()) == cfg
+    assert type(train).from_dict(train.to_dict()) == train
+
+
+def test_paper_config_is_the_study():
+    cfg, train = get_config("paper")
+    assert (cfg.image_size, cfg.in_channels, cfg.base_channels) == (128, 1, 64)
+    assert cfg.channel_mult == (1, 2, 4, 8)
+    assert cfg.attn_resolutions == (16,) and cfg.num_heads == 1
+    assert cfg.num_res_blocks == 2 and cfg.dropout == 0.1
+    assert cfg.enc_channel_mult == (1, 2, 4, 8, 8) and cfg.z_dim == 512
+    assert cfg.T == 1000 and cfg.schedule == "cosine"
+    assert (train.lr, train.weight_decay, train.grad_clip, train.batch_size) == (1e-4, 0.0, 1.0, 16)
+    assert train.amp and train.ema_decay == 0.9999 and train.epochs == 250 and train.total_steps is None
+    model = DiffAE.from_config(cfg)
+    n = count_parameters(model)
+    assert abs(n - 92e6) / 92e6 < 0.02, n   # the study reports ~92 M
+
+
+def test_tiny_config_fits_a_small_file():
+    cfg, train = get_config("tiny")
+    assert cfg.image_size == 64 and cfg.schedule == "cosine"
+    n = count_parameters(DiffAE.from_config(cfg))
+    assert n * 2 <= 4e6       # fp16 EMA weights <= 4 MB
+
+
+def test_encoder_receives_gradient_from_the_loss():
+    torch.manual_seed(0)
+    model = DiffAE.from_config(small_config(32))
+    x = images(4, 32)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # the residual branches start at zero (zero-init convs), so step 0 only trains the output
+    # convolutions; from the first update on, the loss reaches z_sem and the encoder
+    for _ in range(2):
+        opt.zero_grad()
+        model.training_loss(x, generator=torch.Generator().manual_seed(0)).backward()
+        opt.step()
+    opt.zero_grad()
+    model.training_loss(x, generator=torch.Generator().manual_seed(1)).backward()
+    enc_grads = [p.grad for p in model.encoder.parameters()]
+    assert all(g is not None for g in enc_grads)
+    assert sum(g.abs().sum().item() for g in enc_grads) > 0
+    assert model.encoder.head[-2].weight.grad.abs().max() > 0       # the 1x1 conv producing z_sem
+    z_proj = [m.z_proj[1].weight.grad for m in model.unet.modules() if hasattr(m, "z_proj") and m.z_proj]
+    assert z_proj and all(g.abs().max() > 0 for g in z_proj)
+
+
+def test_z_sem_conditioning_is_not_zero_initialised():
+    model = DiffAE.from_config(small_config(32))
+    for m in model.unet.modules():
+        if getattr(m, "z_proj", None) is not None:
+            assert m.z_proj[1].weight.abs().max() > 0
+
+
+def test_decode_with_another_images_z_changes_output():
+    torch.manual_seed(0)
+    model = randomize_zero_inits(DiffAE.from_config(small_config(32)))
+    a, b = images(1, 32, seed=1), images(1, 32, seed=2) * 0.2
+    z_a, z_b = model.encode(a), model.encode(b)
+    assert not torch.allclose(z_a, z_b)
+    x_T = model.encode_stochastic(a, z_a, steps=10)
+    own = model.decode(x_T, z_a, steps=10)
+    other = model.decode(x_T, z_b, steps=10)
+    assert (own - other).abs().mean() > 1e-3
+    # and decoding is deterministic for eta = 0
+    assert torch.equal(own, model.decode(x_T, z_a, steps=10))
+
+
+class GaussianEps(nn.Module):
+    """The exact eps-predictor for data x_0 ~ N(m(z), s^2 I), with a mean image chosen by z_sem."""
+
+    def __init__(self, scheduler, z_dim, size, s=0.5):
+        super().__init__()
+        self.register_buffer("ab", scheduler.alphas_cumprod.float())
+        self.s, self.size = s, size
+        self.mean = nn.Linear(z_dim, size * size, bias=False)
+
+    def forward(self, x, t, z):
+        ab = self.ab[t].view(-1, 1, 1, 1)
+        m = 0.5 * torch.tanh(self.mean(z)).view(-1, 1, self.size, self.size)
+        return (1 - ab).sqrt() * (x - ab.sqrt() * m) / (ab * self.s**2 + 1 - ab)
+
+
+def test_ddim_inversion_reconstructs_and_converges():
+    # With an exact denoiser the DDIM ODE is well defined, and encode_stochastic -> decode
+    # must invert each other up to a discretisation error that shrinks with the number of steps.
+    torch.manual_seed(0)
+    cfg = small_config(32)
+    sched = DDIMScheduler(cfg.schedule, cfg.T)
+    encoder = DiffAE.from_config(cfg).encoder
+    model = DiffAE(encoder=encoder, unet=GaussianEps(sched, cfg.z_dim, 32), scheduler=sched, config=cfg)
+    x0 = images(4, 32)
+    z = model.encode(x0)
+    errors = []
+    for steps in (10, 25, 50, 100):
+        x_T = model.encode_stochastic(x0, z, steps=steps)
+        errors.append(((model.decode(x_T, z, steps=steps) - x0) ** 2).mean().item())
+    assert all(a > b for a, b in zip(errors, errors[1:])), errors
+    assert errors[-1] < 1e-3, errors
+    assert model.reconstruct(x0, steps=100).sub(x0).pow(2).mean() < 1e-3
+
+
+def test_inference_restores_training_mode():
+    model = DiffAE.from_config(small_config(32, dropout=0.5))
+    model.train()
+    x = images(1, 32)
+    z = model.encode(x)
+    assert model.training
+    assert torch.equal(z, model.encode(x))    # dropout is off inside encode

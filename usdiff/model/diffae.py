@@ -1,0 +1,232 @@
+"""The Diffusion Autoencoder (Preechakul et al. 2022): semantic encoder + conditional DDIM.
+
+An image x_0 is represented by two codes:
+
+* ``z_sem = encoder(x_0)`` ``(B, z_dim)``: what the image shows (anatomy, style, domain);
+* ``x_T`` ``(B, C, H, W)``: the stochastic details, found by running deterministic DDIM backwards
+  from x_0 with the UNet conditioned on z_sem.
+
+Decoding runs DDIM forwards from ``x_T`` conditioned on ``z_sem`` and gives back x_0.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..utils import exists
+from .config import DiffAEConfig
+from .ddim import DDIMScheduler
+from .encoder import SemanticEncoder
+from .unet import ConditionalUNet
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    """Temporarily switch `module` to eval mode (no dropout), restoring its mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
+
+
+class DiffAE(nn.Module):
+    """Semantic encoder, conditional UNet and DDIM schedule.
+
+    Args:
+        encoder: image ``(B, C, H, W)`` -> ``(B, z_dim)``.
+        unet: eps_theta(x_t ``(B, C, H, W)``, t ``(B,)``, z_sem ``(B, z_dim)``).
+        scheduler: the noise schedule and DDIM updates.
+        config: the :class:`DiffAEConfig` the parts were built from (kept for checkpoints).
+    """
+
+    def __init__(self, *, encoder: nn.Module, unet: nn.Module, scheduler: DDIMScheduler,
+                 config: DiffAEConfig | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.unet = unet
+        self.scheduler = scheduler
+        self.config = config
+        # alpha_bar_t as a (non-persistent) buffer, for plots and for users; the math uses float64
+        self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, config: DiffAEConfig) -> DiffAE:
+        """Build an untrained model from a :class:`DiffAEConfig`."""
+        c = config
+        common = dict(image_size=c.image_size, in_channels=c.in_channels, base_channels=c.base_channels,
+                      attn_resolutions=c.attn_resolutions, dropout=c.dropout, z_dim=c.z_dim, num_heads=c.num_heads)
+        encoder = SemanticEncoder(channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks, **common)
+        unet = ConditionalUNet(channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks, **common)
+        return cls(encoder=encoder, unet=unet, scheduler=DDIMScheduler(c.schedule, c.T), config=c)
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.scheduler.num_train_timesteps
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # ---- validation ---------------------------------------------------------------------------
+
+    def _check_images(self, x: torch.Tensor, name: str) -> None:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{name} must be a (B, C, H, W) tensor, got {shape}")
+        if exists(self.config):
+            c, s = self.config.in_channels, self.config.image_size
+            if x.shape[1] != c:
+                raise ValueError(f"{name} must have {c} channel(s), got shape {tuple(x.shape)}")
+            if x.shape[-2:] != (s, s):
+                raise ValueError(f"{name} must be {s}x{s} pixels for this model, got shape {tuple(x.shape)}")
+
+    def _check_z(self, z_sem: torch.Tensor, batch: int, name: str = "z_sem") -> None:
+        if not isinstance(z_sem, torch.Tensor) or z_sem.ndim != 2:
+            raise ValueError(f"{name} must be a (B, z_dim) tensor, got "
+                             f"{tuple(z_sem.shape) if isinstance(z_sem, torch.Tensor) else type(z_sem).__name__}")
+        if exists(self.config) and z_sem.shape[1] != self.config.z_dim:
+            raise ValueError(f"{name} must have z_dim={self.config.z_dim} columns, got shape {tuple(z_sem.shape)}")
+        if z_sem.shape[0] != batch:
+            raise ValueError(f"{name} has {z_sem.shape[0]} rows but the images have batch size {batch}")
+
+    # ---- training -----------------------------------------------------------------------------
+
+    def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Simple DDPM loss ``|| eps - eps_theta(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
+
+        The encoder sees the clean x_0 and is trained end to end through this loss.
+
+        Args:
+            x0: ``(B, C, H, W)`` images in [-1, 1].
+            generator: CPU generator for t and the noise (the global RNG when None).
+
+        Returns:
+            scalar loss.
+        """
+        self._check_images(x0, "x0")
+        b = x0.shape[0]
+        t = torch.randint(0, self.num_timesteps, (b,), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
+        x_t = self.scheduler.add_noise(x0, noise, t)
+        z_sem = self.encoder(x0)
+        return F.mse_loss(self.unet(x_t, t, z_sem).float(), noise.float())
+
+    forward = training_loss
+
+    # ---- inference ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, x0: torch.Tensor) -> torch.Tensor:
+        """Semantic code: ``(B, C, H, W)`` in [-1, 1] -> ``(B, z_dim)``."""
+        self._check_images(x0, "x0")
+        with eval_mode(self):
+            return self.encoder(x0)
+
+    @torch.no_grad()
+    def encode_stochastic(self, x0: torch.Tensor, z_sem: torch.Tensor | None = None, steps: int = 100,
+                          progress: bool = False) -> torch.Tensor:
+        """Stochastic code x_T by deterministic DDIM inversion of `x0` conditioned on `z_sem`.
+
+        Walks the `steps`-point DDIM grid upwards: x_0 -> x_{t_0} -> ... -> x_{t_last}, with
+        ``t_last = T - T/steps``; decode with the same number of steps to invert it exactly.
+
+        Args:
+            x0: ``(B, C, H, W)`` images in [-1, 1].
+            z_sem: ``(B, z_dim)``; computed from `x0` when None.
+            steps: DDIM steps (more = more exact inversion).
+            progress: show a tqdm bar.
+
+        Returns:
+            ``(B, C, H, W)`` x_T.
+        """
+        self._check_images(x0, "x0")
+        z_sem = self.encode(x0) if z_sem is None else z_sem
+        self._check_z(z_sem, len(x0))
+        timesteps = self.scheduler.set_timesteps(steps).flip(0).tolist()  # ascending: 0, T/steps, ...
+        x = x0
+        with eval_mode(self):
+            for t, t_next in tqdm(zip([-1] + timesteps[:-1], timesteps), total=steps, desc="encode",
+                                  disable=not progress, leave=False):
+                # eps at the current point; the clean image (t=-1) is evaluated at t=0
+                t_in = torch.full((len(x),), max(t, 0), device=x.device, dtype=torch.long)
+                eps = self.unet(x, t_in, z_sem)
+                x = self.scheduler.inverse_step(eps, t, t_next, x)
+        return x
+
+    @torch.no_grad()
+    def decode(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20, eta: float = 0.0,
+               progress: bool = False, generator: torch.Generator | None = None,
+               clip_x0: bool = False) -> torch.Tensor:
+        """Images from ``(x_T, z_sem)`` by DDIM sampling.
+
+        Args:
+            x_T: ``(B, C, H, W)`` stochastic code (from `encode_stochastic`, or Gaussian noise).
+            z_sem: ``(B, z_dim)`` semantic code.
+            steps: DDIM steps (the study evaluated with 20).
+            eta: 0 = deterministic DDIM; > 0 adds fresh noise at every step.
+            progress: show a tqdm bar.
+            generator: CPU generator for the noise when ``eta > 0``.
+            clip_x0: clamp every intermediate x_0 prediction to [-1, 1].
+
+        Returns:
+            ``(B, C, H, W)`` images clamped to [-1, 1].
+        """
+        self._check_images(x_T, "x_T")
+        self._check_z(z_sem, len(x_T))
+        timesteps = self.scheduler.set_timesteps(steps).tolist()  # descending: ..., T/steps, 0
+        x = x_T
+        with eval_mode(self):
+            for t, t_prev in tqdm(zip(timesteps, timesteps[1:] + [-1]), total=steps, desc="decode",
+                                  disable=not progress, leave=False):
+                t_in = torch.full((len(x),), t, device=x.device, dtype=torch.long)
+                eps = self.unet(x, t_in, z_sem)
+                x = self.scheduler.step(eps, t, t_prev, x, eta=eta, generator=generator, clip_x0=clip_x0)
+        return x.clamp(-1, 1)
+
+    @torch.no_grad()
+    def reconstruct(self, x0: torch.Tensor, steps: int = 100, decode_steps: int | None = None,
+                    progress: bool = False) -> torch.Tensor:
+        """Encode `x0` to ``(x_T, z_sem)`` and decode it back: ``(B, C, H, W) -> (B, C, H, W)``."""
+        z_sem = self.encode(x0)
+        x_T = self.encode_stochastic(x0, z_sem, steps=steps, progress=progress)
+        return self.decode(x_T, z_sem, steps=decode_steps or steps, progress=progress)
+
+    @torch.no_grad()
+    def sample(self, n: int, z_sem: torch.Tensor | None = None, steps: int = 20,
+               generator: torch.Generator | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
+        """Decode `n` random ``x_T ~ N(0, I)`` with the given semantic codes.
+
+        A DiffAE has no prior over z_sem (upstream trains a separate latent DDIM for that), so
+        `z_sem` is required: ``(n, z_dim)``, or ``(1, z_dim)`` to vary only the details of one image.
+
+        Returns:
+            ``(n, C, H, W)`` images in [-1, 1].
+
+        Raises:
+            ValueError: if `z_sem` is missing or its rows are neither 1 nor `n`.
+        """
+        if z_sem is None:
+            raise ValueError("z_sem is required: this model has no prior over z_sem; "
+                             "take it from images with model.encode(x0)")
+        if z_sem.ndim == 2 and z_sem.shape[0] == 1 and n > 1:
+            z_sem = z_sem.expand(n, -1)
+        c = self.config
+        x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=generator)
+        x_T = x_T.to(device=z_sem.device, dtype=z_sem.dtype)
+        return self.decode(x_T, z_sem, steps=steps, eta=eta, generator=generator, progress=progress)
+
+    def extra_repr(self) -> str:
+        n_enc = sum(p.numel() for p in self.encoder.parameters())
+        n_unet = sum(p.numel() for p in self.unet.parameters())
+        return f"encoder={n_enc / 1e6:.2f}M params, unet={n_unet / 1e6:.2f}M params, T={self.num_timesteps}"
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of `module`."""
+    return sum(p.numel() for p in module.parameters())
