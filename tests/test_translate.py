@@ -1,0 +1,243 @@
+"""slerp/lerp identities, interpolation endpoints, manipulation geometry, folder translation."""
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from usdiff.latent import LinearClassifier, ZNormalizer
+from usdiff.model import DiffAE, get_config
+from usdiff.translate import (
+    interpolate,
+    lerp,
+    load_direction,
+    manipulate,
+    manipulate_z,
+    save_direction,
+    slerp,
+    translate_folder,
+)
+
+SIZE = 32
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg, _ = get_config("tiny")
+    torch.manual_seed(0)
+    return DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)).eval()
+
+
+@pytest.fixture(scope="module")
+def classifier(model):
+    rng = np.random.default_rng(0)
+    d = model.config.z_dim
+    z = rng.standard_normal((80, d))
+    y = np.repeat([0, 1], 40)
+    z[y == 1, :4] += 2.0
+    return LinearClassifier(lr=1e-2, epochs=3, device="cpu").fit(z, y, progress=False)
+
+
+def images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, SIZE, SIZE, generator=g) * 2 - 1
+
+
+# ---- lerp / slerp -------------------------------------------------------------------------------
+
+def test_slerp_and_lerp_endpoints():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(3, 1, 4, 4, generator=g), torch.randn(3, 1, 4, 4, generator=g)
+    for f in (slerp, lerp):
+        torch.testing.assert_close(f(a, b, 0.0), a, rtol=0, atol=0)
+        torch.testing.assert_close(f(a, b, 1.0), b, rtol=0, atol=1e-6)
+    t = torch.tensor([0.0, 0.5, 1.0])
+    out = slerp(a, b, t)
+    torch.testing.assert_close(out[0], a[0], rtol=0, atol=0)
+    torch.testing.assert_close(out[2], b[2], rtol=0, atol=1e-6)
+
+
+def test_slerp_keeps_norm_and_follows_the_great_circle():
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(2, 50, generator=g, dtype=torch.float64)
+    b = torch.randn(2, 50, generator=g, dtype=torch.float64)
+    b = b / b.norm(dim=1, keepdim=True) * a.norm(dim=1, keepdim=True)  # equal norms
+    theta = torch.arccos((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)))
+    for t in (0.1, 0.5, 0.8):
+        s = slerp(a, b, t)
+        torch.testing.assert_close(s.norm(dim=1), a.norm(dim=1))
+        # the angle to a is t * theta
+        ang = torch.arccos((s * a).sum(1) / (s.norm(dim=1) * a.norm(dim=1)))
+        torch.testing.assert_close(ang, t * theta)
+    # the straight line cuts inside the sphere: |lerp midpoint| = |a| cos(theta / 2) < |a|
+    mid = lerp(a, b, 0.5)
+    torch.testing.assert_close(mid.norm(dim=1), a.norm(dim=1) * torch.cos(theta / 2))
+    assert torch.all(mid.norm(dim=1) < slerp(a, b, 0.5).norm(dim=1) - 1e-3)
+
+
+def test_slerp_parallel_falls_back_to_lerp_and_validates():
+    a = torch.tensor([1.0, 2.0, 3.0])
+    out = slerp(a, 2 * a, 0.5)
+    torch.testing.assert_close(out, 1.5 * a)
+    assert torch.all(torch.isfinite(out))
+    with pytest.raises(ValueError, match="same shape"):
+        slerp(torch.zeros(2, 3), torch.zeros(2, 4), 0.5)
+    with pytest.raises(ValueError, match="t must be a number"):
+        lerp(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(3))
+
+
+# ---- interpolation -----------------------------------------------------------------------------
+
+def test_interpolation_endpoints_are_the_reconstructions(model):
+    x = images(2, seed=3)
+    out = interpolate(model, x[0], x[1:], n_steps=4, encode_steps=STEPS, decode_steps=STEPS, progress=False)
+    assert out["images"].shape == (4, 1, SIZE, SIZE) and out["z"].shape == (4, model.config.z_dim)
+    torch.testing.assert_close(out["alphas"], torch.linspace(0, 1, 4))
+    for i, j in ((0, 0), (1, 3)):
+        xi = x[i:i + 1]
+        z = model.encode(xi)
+        rec = model.decode(model.encode_stochastic(xi, z, steps=STEPS), z, steps=STEPS)
+        torch.testing.assert_close(out["images"][j:j + 1], rec, rtol=1e-5, atol=1e-5)
+    # z is linear in alpha; x_T follows the slerp closed form between the two end codes
+    z = out["z"]
+    torch.testing.assert_close(z[1] - z[0], z[2] - z[1], rtol=1e-4, atol=1e-5)
+    xt = out["x_T"].flatten(1).double()
+    a, b, alpha = xt[0], xt[-1], out["alphas"].double()[:, None]
+    theta = torch.arccos(a @ b / (a.norm() * b.norm()))
+    expected = (torch.sin((1 - alpha) * theta) * a + torch.sin(alpha * theta) * b) / torch.sin(theta)
+    torch.testing.assert_close(xt, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_interpolation_validation(model):
+    x = images(1)
+    with pytest.raises(ValueError, match="n_steps"):
+        interpolate(model, x, x, n_steps=1, progress=False)
+    with pytest.raises(ValueError, match="x_a must be one image"):
+        interpolate(model, images(2), x, progress=False)
+    with pytest.raises(ValueError, match="x_T must be None"):
+        interpolate(model, x, x, x_T="zeros", progress=False)
+
+
+# ---- manipulation ------------------------------------------------------------------------------
+
+def test_manipulate_z_geometry():
+    rng = np.random.default_rng(0)
+    d = 16
+    z_all = rng.standard_normal((50, d)) * rng.uniform(0.5, 3, d) + rng.uniform(-2, 2, d)
+    norm = ZNormalizer().fit(z_all)
+    w = torch.from_numpy(rng.standard_normal(d))
+    z = torch.from_numpy(z_all[:5])
+    torch.testing.assert_close(manipulate_z(z, w, 0.0, norm), z)
+    for alpha in (0.1, -0.3, 0.75):
+        shift = norm.transform(manipulate_z(z, w, alpha, norm)) - norm.transform(z)
+        torch.testing.assert_close(shift.norm(dim=1), torch.full((5,), abs(alpha) * math.sqrt(d), dtype=torch.float64))
+        # every row moves along +-w / |w|
+        torch.testing.assert_close(shift / (alpha * math.sqrt(d)), (w / w.norm()).expand(5, -1))
+        unit = norm.transform(manipulate_z(z, w, alpha, norm, scale="unit")) - norm.transform(z)
+        torch.testing.assert_close(unit.norm(dim=1), torch.full((5,), abs(alpha), dtype=torch.float64))
+    # numpy in, numpy out; no normaliser = identity normalisation
+    out = manipulate_z(z_all[:2], w.numpy(), 0.5)
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_allclose(out - z_all[:2], np.broadcast_to(0.5 * math.sqrt(d) * w.numpy() / np.linalg.norm(w), (2, d)))
+    with pytest.raises(ValueError, match="scale must be"):
+        manipulate_z(z, w, 0.1, norm, scale="cube")
+    with pytest.raises(ValueError, match="nonzero"):
+        manipulate_z(z, torch.zeros(d), 0.1, norm)
+
+
+def test_manipulating_towards_real_raises_the_classifier_score(classifier):
+    rng = np.random.default_rng(1)
+    z = torch.from_numpy(rng.standard_normal((6, len(classifier.weight_))))
+    before = classifier.decision_function(z.numpy())
+    after = classifier.decision_function(manipulate_z(z, classifier, 0.3).numpy())
+    # the logit is linear in normalised z: it grows by exactly alpha * sqrt(D) * |w|
+    np.testing.assert_allclose(after - before, 0.3 * math.sqrt(len(classifier.weight_))
+                               * np.linalg.norm(classifier.weight_), rtol=1e-6)
+
+
+def test_manipulate_alpha_zero_is_the_reconstruction(model, classifier):
+    x = images(2, seed=5)
+    out = manipulate(model, x, classifier, alphas=[0.0, 0.5], encode_steps=STEPS, decode_steps=STEPS,
+                     progress=False)
+    assert out["images"].shape == (2, 2, 1, SIZE, SIZE) and out["z"].shape == (2, 2, model.config.z_dim)
+    z = model.encode(x)
+    torch.testing.assert_close(out["z"][0], z, rtol=1e-5, atol=1e-5)
+    rec = model.decode(model.encode_stochastic(x, z, steps=STEPS), z, steps=STEPS)
+    torch.testing.assert_close(out["images"][0], rec, rtol=1e-5, atol=1e-5)
+    assert out["realness"].shape == (2, 2) and torch.all(out["realness"][1] > out["realness"][0])
+
+
+# ---- saved directions and folders --------------------------------------------------------------
+
+def test_direction_file_round_trip(tmp_path, classifier):
+    path = save_direction(tmp_path / "dir.pt", classifier, ckpt="tiny")
+    clf = load_direction(path)
+    z = np.random.default_rng(0).standard_normal((3, len(classifier.weight_)))
+    np.testing.assert_array_equal(clf.decision_function(z), classifier.decision_function(z))
+    torch.testing.assert_close(clf.direction, classifier.direction)
+    assert clf.meta == {"ckpt": "tiny"}
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        load_direction(tmp_path / "nothing.pt")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a direction"):
+        load_direction(tmp_path / "other.pt")
+
+
+def write_pngs(folder, names, size=SIZE, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (size, size), dtype=np.uint8), mode="L").save(folder / name)
+    return folder
+
+
+def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
+    names = ["b.png", "a.png", "c.png"]
+    src = write_pngs(tmp_path / "sim", names)
+    direction = save_direction(tmp_path / "dir.pt", classifier)
+    out = translate_folder(model, src, tmp_path / "out", classifier=direction, alpha=0.3, encode_steps=STEPS,
+                           decode_steps=STEPS, batch_size=2, device="cpu", progress=False)
+    assert [p.name for p in out] == sorted(names)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
+    for p in out:
+        with Image.open(p) as im:
+            assert im.size == (SIZE, SIZE) and im.mode == "L"
+    # alpha = 0 reproduces the plain reconstruction of the image
+    out0 = translate_folder(model, src, tmp_path / "out0", classifier=classifier, alpha=0.0, encode_steps=STEPS,
+                            decode_steps=STEPS, device="cpu", progress=False)
+    x = torch.from_numpy(np.asarray(Image.open(src / "a.png"), dtype=np.float32) / 255.0)[None, None] * 2 - 1
+    z = model.encode(x)
+    rec = model.decode(model.encode_stochastic(x, z, steps=STEPS), z, steps=STEPS)
+    expected = np.round((rec[0, 0].numpy() + 1) / 2 * 255)
+    got = np.asarray(Image.open(out0[0]), dtype=np.float64)
+    assert np.abs(got - expected).max() <= 1
+
+
+def test_translate_folder_errors(tmp_path, model, classifier):
+    src = write_pngs(tmp_path / "sim", ["a.png"])
+    kw = dict(classifier=classifier, encode_steps=STEPS, decode_steps=STEPS, device="cpu", progress=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
+        translate_folder(tmp_path / "missing.pt", src, tmp_path / "out", **kw)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images .* found in .*empty"):
+        translate_folder(model, tmp_path / "empty", tmp_path / "out", **kw)
+    with pytest.raises(FileNotFoundError, match="image folder not found"):
+        translate_folder(model, tmp_path / "nope", tmp_path / "out", **kw)
+    big = write_pngs(tmp_path / "big", ["x.png"], size=48)
+    with pytest.raises(ValueError, match=r"x.png is 48x48 pixels but the model expects 32x32"):
+        translate_folder(model, big, tmp_path / "out", **kw)
+    out = translate_folder(model, big, tmp_path / "out_big", resize=True, **kw)
+    assert Image.open(out[0]).size == (SIZE, SIZE)
+    with pytest.raises(ValueError, match="out_dir must differ"):
+        translate_folder(model, src, src, **kw)
+    with pytest.raises(ValueError, match="give classifier= .* or data_dir="):
+        translate_folder(model, src, tmp_path / "out", progress=False)
+    with pytest.raises(ValueError, match="method must be one of"):
+        translate_folder(model, src, tmp_path / "out", method="cyclegan", **kw)
+    wrong = LinearClassifier(lr=1e-2, epochs=1, device="cpu").fit(np.random.default_rng(0).standard_normal((8, 5)),
+                                                                  [0, 1] * 4, progress=False)
+    with pytest.raises(ValueError, match="5-d codes but the model's z_sem is 128-d"):
+        translate_folder(model, src, tmp_path / "out", **{**kw, "classifier": wrong})
