@@ -9,6 +9,7 @@ from PIL import Image
 
 from usdiff.latent import LinearClassifier, ZNormalizer
 from usdiff.model import DiffAE, get_config
+from usdiff.train import save_pretrained
 from usdiff.translate import (
     interpolate,
     lerp,
@@ -198,14 +199,15 @@ def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
     names = ["b.png", "a.png", "c.png"]
     src = write_pngs(tmp_path / "sim", names)
     direction = save_direction(tmp_path / "dir.pt", classifier)
-    out = translate_folder(model, src, tmp_path / "out", classifier=direction, alpha=0.3, encode_steps=STEPS,
+    ckpt = save_pretrained(model, tmp_path / "model.pt", half=False)
+    out = translate_folder(ckpt, src, tmp_path / "out", classifier=direction, alpha=0.3, encode_steps=STEPS,
                            decode_steps=STEPS, batch_size=2, device="cpu", progress=False)
     assert [p.name for p in out] == sorted(names)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
     for p in out:
         with Image.open(p) as im:
             assert im.size == (SIZE, SIZE) and im.mode == "L"
-    # alpha = 0 reproduces the plain reconstruction of the image
+    # alpha = 0 reproduces the plain reconstruction of the image (model object instead of a file)
     out0 = translate_folder(model, src, tmp_path / "out0", classifier=classifier, alpha=0.0, encode_steps=STEPS,
                             decode_steps=STEPS, device="cpu", progress=False)
     x = torch.from_numpy(np.asarray(Image.open(src / "a.png"), dtype=np.float32) / 255.0)[None, None] * 2 - 1
