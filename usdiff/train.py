@@ -1,0 +1,412 @@
+"""Training a Diffusion Autoencoder: weight EMA, the Trainer, checkpoints and pretrained files.
+
+A checkpoint ``out_dir/ckpt.pt`` holds everything needed to continue *exactly*: the model and EMA
+weights, optimizer and AMP scaler state, the step, the position in the shuffled data and every
+random-number generator. A pretrained file (:func:`save_pretrained`) holds only the config and the
+EMA weights (fp16 by default), which is all that inference needs.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .model import DiffAE, DiffAEConfig, TrainConfig, get_config
+from .utils import get_device, seed_everything
+
+CKPT_NAME = "ckpt.pt"
+PRETRAINED_FORMAT = "usdiff-pretrained-v1"
+
+
+class EMA:
+    """Exponential moving average of a model's weights (Polyak averaging).
+
+    After every optimizer step: ``shadow = decay * shadow + (1 - decay) * param``; buffers are copied.
+    With `warmup` the decay ramps up as ``min(decay, (1 + n) / (10 + n))`` after `n` updates, so a
+    short run is not dominated by the random initial weights.
+
+    Args:
+        model: the model to average; a frozen copy of it becomes the shadow ``ema.model``.
+        decay: target decay (0.9999 in the study).
+        warmup: use the ramp above.
+    """
+
+    def __init__(self, model: nn.Module, *, decay: float = 0.9999, warmup: bool = True):
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay = decay
+        self.warmup = warmup
+        self.num_updates = 0
+
+    def current_decay(self) -> float:
+        """The decay the next `update` will use."""
+        if not self.warmup:
+            return self.decay
+        return min(self.decay, (1 + self.num_updates) / (10 + self.num_updates))
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Move the shadow weights towards `model`'s."""
+        decay = self.current_decay()
+        for shadow, param in zip(self.model.parameters(), model.parameters()):
+            shadow.lerp_(param.detach().to(shadow.dtype), 1.0 - decay)   # decay*shadow + (1-decay)*param
+        for shadow, buf in zip(self.model.buffers(), model.buffers()):
+            shadow.copy_(buf)
+        self.num_updates += 1
+
+    @torch.no_grad()
+    def copy_to(self, model: nn.Module) -> None:
+        """Overwrite `model`'s weights with the shadow weights."""
+        model.load_state_dict(self.model.state_dict())
+
+    def to(self, device) -> EMA:
+        self.model.to(device)
+        return self
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "warmup": self.warmup, "num_updates": self.num_updates,
+                "shadow": self.model.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.warmup, self.num_updates = state["decay"], state["warmup"], state["num_updates"]
+        self.model.load_state_dict(state["shadow"])
+
+
+class EpochSampler(Sampler):
+    """Shuffled indices: a fresh permutation for every epoch, drawn from ``(seed, epoch)``.
+
+    Because the order is a pure function of ``(seed, epoch)``, training can restart in the middle of
+    an epoch: `start` skips the indices already used.
+    """
+
+    def __init__(self, n: int, *, seed: int, epoch: int = 0, start: int = 0):
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        yield from torch.randperm(self.n, generator=g)[self.start:].tolist()
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+class Trainer:
+    """Trains a :class:`DiffAE` with the simple eps loss, EMA weights and exact resume.
+
+    Args:
+        model: the model to train (moved to `device`).
+        dataset: yields ``(image (C, H, W) in [-1, 1], domain)`` or just images; the domain is unused,
+            as in the study (sim and real simply concatenated).
+        train_cfg: optimisation settings (default ``TrainConfig()``).
+        out_dir: run folder for ``ckpt.pt`` and ``samples/step_XXXXXX.png``.
+        device: torch device (default: CUDA when visible, else CPU).
+        progress: show a tqdm bar with the loss.
+
+    Attributes:
+        step: optimizer steps taken; history: the loss of every step; ema: the :class:`EMA`.
+
+    Raises:
+        ValueError: if the data set has fewer images than one batch.
+    """
+
+    def __init__(self, model: DiffAE, dataset: Dataset, train_cfg: TrainConfig | None = None,
+                 out_dir: str | Path = "runs/diffae", *, device=None, progress: bool = True):
+        self.cfg = cfg = train_cfg or TrainConfig()
+        if len(dataset) < cfg.batch_size:
+            raise ValueError(f"the data set has {len(dataset)} images, fewer than batch_size={cfg.batch_size}")
+        self.device = get_device(device)
+        self.model = model.to(self.device)
+        self.dataset = dataset
+        self.out_dir = Path(out_dir)
+        self.progress = progress
+        self.ema = EMA(self.model, decay=cfg.ema_decay, warmup=cfg.ema_warmup)
+        # the study: Adam without weight decay; AdamW when weight decay is asked for
+        opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
+        self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.amp = cfg.amp and self.device.type == "cuda"        # fp16 mixed precision on CUDA only
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.noise_generator = torch.Generator().manual_seed(cfg.seed)   # t and eps of the loss
+        self.steps_per_epoch = len(dataset) // cfg.batch_size
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.history: list[float] = []
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of a full run: ``total_steps``, else ``epochs`` x steps per epoch."""
+        if self.cfg.total_steps is not None:
+            return self.cfg.total_steps
+        return self.cfg.epochs * self.steps_per_epoch
+
+    @property
+    def ckpt_path(self) -> Path:
+        return self.out_dir / CKPT_NAME
+
+    # ---- data ---------------------------------------------------------------------------------
+
+    def _batches(self):
+        """Endless batches from the current (epoch, batch) position; keeps that position up to date."""
+        bs = self.cfg.batch_size
+        while True:
+            sampler = EpochSampler(len(self.dataset), seed=self.cfg.seed, epoch=self.epoch,
+                                   start=self.batch_in_epoch * bs)
+            # a private generator keeps the DataLoader from drawing on the global RNG (dropout's)
+            loader = DataLoader(self.dataset, batch_size=bs, sampler=sampler, drop_last=True,
+                                num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+                                generator=torch.Generator().manual_seed(0))
+            for batch in loader:
+                self.batch_in_epoch += 1
+                if self.batch_in_epoch == self.steps_per_epoch:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                yield batch[0] if isinstance(batch, (list, tuple)) else batch
+
+    # ---- optimisation -------------------------------------------------------------------------
+
+    def train_step(self, x0: torch.Tensor) -> float:
+        """One optimizer step on a batch ``(B, C, H, W)``; returns the loss."""
+        self.model.train()
+        x0 = x0.to(self.device, non_blocking=True)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+            loss = self.model.training_loss(x0, generator=self.noise_generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ema.update(self.model)
+        self.step += 1
+        loss = loss.item()
+        self.history.append(loss)
+        return loss
+
+    def fit(self, steps: int | None = None) -> Trainer:
+        """Train `steps` more steps (default: up to the config's total), then save a checkpoint.
+
+        Every ``sample_every`` steps a reconstruction grid (EMA weights) goes to ``out_dir/samples``
+        and every ``ckpt_every`` steps ``out_dir/ckpt.pt`` is rewritten.
+        """
+        steps = max(0, self.total_steps - self.step) if steps is None else steps
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        cfg = self.cfg
+        batches = self._batches()
+        with tqdm(total=steps, desc="train", disable=not self.progress, dynamic_ncols=True) as bar:
+            for _ in range(steps):
+                self.train_step(next(batches))
+                bar.update(1)
+                if self.step % cfg.log_every == 0 or self.step == 1:
+                    recent = self.history[-cfg.log_every:]
+                    bar.set_postfix(step=self.step, loss=f"{sum(recent) / len(recent):.4f}")
+                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                    self.save_samples()
+                if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                    self.save()
+        batches.close()
+        self.save()
+        return self
+
+    # ---- samples ------------------------------------------------------------------------------
+
+    def fixed_images(self, n: int = 8) -> torch.Tensor:
+        """`n` data-set images spread over the data set, ``(n, C, H, W)``; the same every call."""
+        idx = np.linspace(0, len(self.dataset) - 1, min(n, len(self.dataset))).round().astype(int)
+        items = [self.dataset[int(i)] for i in idx]
+        return torch.stack([it[0] if isinstance(it, (list, tuple)) else it for it in items])
+
+    @torch.no_grad()
+    def save_samples(self, n: int = 8, steps: int = 20) -> Path:
+        """PNG grid with the EMA model: rows = inputs, reconstructions from (x_T, z_sem), random x_T.
+
+        Uses private generators, so it does not disturb the training randomness.
+        """
+        model = self.ema.model
+        x0 = self.fixed_images(n).to(self.device)
+        z = model.encode(x0)
+        recon = model.decode(model.encode_stochastic(x0, z, steps=steps), z, steps=steps)
+        random_xT = model.sample(len(x0), z, steps=steps, generator=torch.Generator().manual_seed(0))
+        return save_grid([x0, recon, random_xT], self.out_dir / "samples" / f"step_{self.step:06d}.png")
+
+    # ---- checkpoints --------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "config": self.model.config.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "model": self.model.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "data_position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "rng": _get_rng_state(self.noise_generator),
+            "history": list(self.history),
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the full training state (default ``out_dir/ckpt.pt``, replaced atomically)."""
+        path = Path(path) if path is not None else self.ckpt_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+        return path
+
+    def resume(self, path: str | Path | None = None) -> Trainer:
+        """Load a checkpoint written by `save` so that training continues exactly.
+
+        Raises:
+            FileNotFoundError: if `path` does not exist.
+            ValueError: if the checkpoint's model config differs from this model's.
+        """
+        path = Path(path) if path is not None else self.ckpt_path
+        ckpt = _load(path)
+        saved = DiffAEConfig.from_dict(ckpt["config"])
+        if saved != self.model.config:
+            diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
+                    if getattr(self.model.config, k) != v}
+            raise ValueError(f"checkpoint {path} was trained with another model config: {diff} (saved, ours)")
+        self.model.load_state_dict(ckpt["model"])
+        self.ema.load_state_dict(ckpt["ema"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.step = ckpt["step"]
+        self.epoch = ckpt["data_position"]["epoch"]
+        self.batch_in_epoch = ckpt["data_position"]["batch_in_epoch"]
+        self.history = list(ckpt["history"])
+        _set_rng_state(ckpt["rng"], self.noise_generator)
+        return self
+
+
+def _get_rng_state(noise_generator: torch.Generator) -> dict:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": (kind, keys.tolist(), pos, has_gauss, cached),
+        "python": random.getstate(),
+        "noise": noise_generator.get_state(),
+    }
+
+
+def _set_rng_state(state: dict, noise_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    noise_generator.set_state(state["noise"])
+
+
+def _load(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_grid(rows: list[torch.Tensor], path: str | Path) -> Path:
+    """Save equally long batches ``(B, 1, H, W)`` in [-1, 1] as the rows of one PNG (2 px gaps)."""
+    from PIL import Image
+
+    rows = [r.detach().float().cpu().clamp(-1, 1) for r in rows]
+    b, _, h, w = rows[0].shape
+    pad = 2
+    canvas = torch.ones(len(rows) * (h + pad) - pad, b * (w + pad) - pad)
+    for i, row in enumerate(rows):
+        for j, im in enumerate(row):
+            canvas[i * (h + pad): i * (h + pad) + h, j * (w + pad): j * (w + pad) + w] = im[0]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(((canvas + 1) * 127.5).round().byte().numpy(), mode="L").save(path)
+    return path
+
+
+# ---- loading and sharing models -------------------------------------------------------------------
+
+def load_model(ckpt_path: str | Path, device=None, use_ema: bool = True) -> DiffAE:
+    """A ready-to-use :class:`DiffAE` (eval mode) from a training checkpoint or a pretrained file.
+
+    Args:
+        ckpt_path: ``ckpt.pt`` from :class:`Trainer` or a file from :func:`save_pretrained`.
+        device: where to put the model (default: CUDA when visible, else CPU).
+        use_ema: take the EMA weights (training checkpoints hold both; pretrained files only EMA).
+
+    Raises:
+        FileNotFoundError: naming the path, if it does not exist.
+    """
+    ckpt = _load(ckpt_path)
+    model = DiffAE.from_config(DiffAEConfig.from_dict(ckpt["config"]))
+    if "weights" in ckpt:
+        state = ckpt["weights"]
+    else:
+        state = ckpt["ema"]["shadow"] if use_ema else ckpt["model"]
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    return model.to(get_device(device)).eval()
+
+
+def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Path:
+    """Write a small file with the model config and weights only (the EMA weights of a Trainer).
+
+    Args:
+        model_or_trainer: a :class:`Trainer` (its EMA weights), an :class:`EMA` or a :class:`DiffAE`.
+        path: output file, e.g. ``assets/diffae_tiny.pt``.
+        half: store floating-point weights as fp16 (half the size; loaded back as fp32).
+    """
+    step = None
+    if isinstance(model_or_trainer, Trainer):
+        model, step = model_or_trainer.ema.model, model_or_trainer.step
+    elif isinstance(model_or_trainer, EMA):
+        model = model_or_trainer.model
+    else:
+        model = model_or_trainer
+    if not isinstance(model, DiffAE) or model.config is None:
+        raise TypeError(f"expected a Trainer, EMA or DiffAE built from a config, got {type(model_or_trainer).__name__}")
+    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+               for k, v in model.state_dict().items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": PRETRAINED_FORMAT, "config": model.config.to_dict(), "weights": weights, "step": step},
+               path)
+    return path
+
+
+def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str | Path = "data/builtin",
+          out_dir: str | Path = "runs/diffae", resume: bool = False, device=None, steps: int | None = None,
+          progress: bool = True) -> Trainer:
+    """Train a DiffAE on the built-in data set (both domains, train split); used by ``usdiff train``.
+
+    Args:
+        config: preset name ("tiny" | "small" | "paper") or a ``(DiffAEConfig, TrainConfig)`` pair.
+        data_dir: built-in data set folder (see ``usdiff data``).
+        out_dir: run folder; the checkpoint is ``out_dir/ckpt.pt``.
+        resume: continue exactly from ``out_dir/ckpt.pt``.
+        device: torch device (default: CUDA when visible, else CPU).
+        steps: train until this total step count (default: the config's total).
+        progress: show a tqdm bar.
+
+    Raises:
+        FileNotFoundError: if `resume` is set and there is no checkpoint in `out_dir`.
+    """
+    from .data import BuiltinDataset
+
+    model_cfg, train_cfg = get_config(config) if isinstance(config, str) else config
+    seed_everything(train_cfg.seed)
+    dataset = BuiltinDataset(data_dir, split="train", domain="both", size=model_cfg.image_size)
+    model = DiffAE.from_config(model_cfg)
+    trainer = Trainer(model, dataset, train_cfg, out_dir, device=device, progress=progress)
+    if resume:
+        trainer.resume(trainer.ckpt_path)
+    target = trainer.total_steps if steps is None else steps
+    trainer.fit(max(0, target - trainer.step))
+    return trainer
