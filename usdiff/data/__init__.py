@@ -1,0 +1,62 @@
+"""Built-in paired sim/real-like ultrasound data and loaders for your own images.
+
+`make_phantom` draws a random abdominal label map, `render_sim` / `render_real` turn it into a
+clean simulated and a real-like B-mode image, `generate_dataset` / `ensure_dataset` write the
+paired data set to disk, and the datasets (`BuiltinDataset`, `USImageFolder`,
+`TwoDomainDataset`) load images as ``(1, H, W)`` tensors in ``[-1, 1]`` with a domain label.
+"""
+from .generate import (
+    assign_splits,
+    ensure_dataset,
+    generate_dataset,
+    item_seed,
+    load_manifest,
+    render_item,
+)
+from .phantom import (
+    ACOUSTICS,
+    AORTA,
+    BONE,
+    LABEL_NAMES,
+    NUM_LABELS,
+    TISSUES,
+    Phantom,
+    TissueProperties,
+    aorta_mask,
+    count_components,
+    hounsfield,
+    make_phantom,
+    tissue_table,
+)
+from .render import (
+    RAYLEIGH_SNR,
+    FanGeometry,
+    OperatorSettings,
+    fan_geometry,
+    local_snr_map,
+    render_real,
+    render_sim,
+    shadow_mask,
+    speckle_snr,
+)
+
+_DATASETS = ("USImageFolder", "TwoDomainDataset", "BuiltinDataset", "SIM", "REAL", "DOMAINS",
+             "IMAGE_EXTENSIONS")
+
+__all__ = [
+    "ACOUSTICS", "AORTA", "BONE", "LABEL_NAMES", "NUM_LABELS", "TISSUES", "Phantom", "TissueProperties",
+    "aorta_mask", "count_components", "hounsfield", "make_phantom", "tissue_table",
+    "RAYLEIGH_SNR", "FanGeometry", "OperatorSettings", "fan_geometry", "local_snr_map", "render_real",
+    "render_sim", "shadow_mask", "speckle_snr",
+    "assign_splits", "ensure_dataset", "generate_dataset", "item_seed", "load_manifest", "render_item",
+    *_DATASETS,
+]
+
+
+def __getattr__(name):
+    # The torch datasets load lazily, so that rendering and data generation do not import torch.
+    if name in _DATASETS:
+        from . import datasets
+
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
