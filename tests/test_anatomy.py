@@ -138,3 +138,42 @@ def test_dice_closed_form_and_validation():
         detect_dark_blobs(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="label_map must have"):
         anatomy_score(np.zeros((8, 8)), np.zeros((4, 4)), aorta_label=1, vessel_labels=[1])
+
+
+# ---- the built-in phantoms: simulated renders of known label maps -------------------
+
+@pytest.fixture(scope="module", params=[64, 128])
+def phantoms(request):
+    from usdiff.data import make_phantom, render_sim
+
+    return [(p, render_sim(p)) for p in (make_phantom(seed, request.param) for seed in range(20))]
+
+
+def test_finds_the_single_aorta_in_simulated_phantoms(phantoms):
+    from usdiff.data import TISSUES
+
+    scores = [anatomy_score(sim, p.labels) for p, sim in phantoms]
+    assert np.mean([s["aorta_count"] == 1 for s in scores]) >= 0.8
+    assert all(s["aorta_found"] for s in scores)
+    assert np.nanmax([s["aorta_error_px"] for s in scores]) < 2.0
+    assert sum(s["extra_blobs"] for s in scores) == 0
+    assert np.mean([s["aorta_dice"] for s in scores]) > 0.7
+    # the label-map default is TISSUES["aorta"]; the phantom records the painted aorta centre
+    p = phantoms[0][0]
+    cy, cx = aorta_centroid(p.labels)
+    assert TISSUES["aorta"] in np.unique(p.labels)
+    assert math.hypot(cy - p.aorta_center[0], cx - p.aorta_center[1]) < 1.0
+
+
+def test_a_copied_aorta_is_counted_as_an_extra_blob(phantoms):
+    p, sim = phantoms[1]
+    assert count_aortas(sim) == 1
+    # paste the aorta patch somewhere else inside the liver: two aortas, one of them extra
+    cy, cx = (int(round(v)) for v in p.aorta_center)
+    r = int(math.ceil(p.aorta_radius)) + 2
+    patch = sim[cy - r:cy + r + 1, cx - r:cx + r + 1].copy()
+    fake = sim.copy()
+    ty, tx = cy - 28 * p.size // 128, cx - 10 * p.size // 128
+    fake[ty - r:ty + r + 1, tx - r:tx + r + 1] = patch
+    score = anatomy_score(fake, p.labels)
+    assert score["aorta_count"] == 2 and score["extra_blobs"] == 1 and score["aorta_found"]

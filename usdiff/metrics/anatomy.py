@@ -1,21 +1,34 @@
-"""Anatomy preservation: find the dark round vessels (aorta, IVC) in an ultrasound image.
+"""Anatomy preservation: find the dark round vessels (aorta) in an ultrasound image.
 
 The original study could only eyeball whether a translated image kept its anatomy (its MSE
-manipulation produced "multiple aortas"). Here the aorta is measured: blood is anechoic, so a
-vessel cut across is a dark, round blob inside the fan. The detector
+manipulation produced "multiple aortas"). Here the aorta is measured: blood is anechoic, so an
+aorta cut across is a dark, round blob inside the fan. The detector
 
 1. finds the fan (the nonzero scan region, holes filled so that dark structures count as inside),
 2. smooths the image (Gaussian, `sigma` px) to average out speckle,
 3. marks pixels darker than `rel_threshold` x the local mean brightness of the fan around them
    (a normalised box filter of side `window`, so depth attenuation does not matter),
-4. labels connected components (:mod:`scipy.ndimage`) and keeps those that are round
-   (`circularity` >= `min_circularity`), of plausible size (`min_radius` .. `max_radius`),
-   and that do not touch the fan border (shadows behind bone or gas do).
+4. labels connected components (:mod:`scipy.ndimage`) and keeps those that
+
+   * are enclosed: they touch neither the fan border nor leave a quarter of the ring around
+     them outside the fan (acoustic shadows open onto the fan's far edge),
+   * are much darker than *every* side of their surroundings: ``contrast`` = mean inside /
+     darkest of the four quarter-rings at ``r .. 2r`` (up, right, down, left) is at most
+     `max_contrast` (the region below a shadow is as dark as the shadow),
+   * have an equivalent radius ``sqrt(area / pi)`` in ``[min_radius, max_radius]``,
+   * are round: ``circularity >= min_circularity``.
 
 ``circularity`` is ``axis_ratio x min(1, fill)`` from the second moments of the component:
 ``axis_ratio = sqrt(l_min / l_max)`` (eigenvalues of the pixel covariance) and
 ``fill = area / (4 pi sqrt(l_min l_max))``, which is 1 for any filled ellipse and smaller for
-ragged or hollow shapes. A disk gives about 1, an ellipse its axis ratio. All lengths are in pixels; the defaults scale with the image side.
+ragged or hollow shapes. A disk gives about 1, an ellipse its axis ratio; the flattened IVC
+usually falls below the default 0.6.
+
+All lengths are in pixels; the defaults scale with the image side ``H``. Tuned on 60 built-in
+phantoms and checked on 60 others: the aorta is found (within its radius) in all simulated
+renders at 64 and 128 px, with exactly one blob in 97 % (64 px) and 92 % (128 px) of them.
+Real-looking images are harder: speckle holes add candidates, and a lumen filled with clutter
+or speckle as coarse as the vessel (real-like renders at 64 px) hides it; judge them at 128 px.
 """
 from __future__ import annotations
 
@@ -28,6 +41,7 @@ from scipy import ndimage
 
 __all__ = [
     "Blob",
+    "DEFAULTS",
     "fan_mask",
     "detect_dark_blobs",
     "dark_structure_mask",
@@ -38,14 +52,19 @@ __all__ = [
     "dice",
 ]
 
+# detector settings; None = scaled with the image side H (see `_resolve`)
+DEFAULTS = {"sigma": None, "rel_threshold": 0.5, "window": None, "min_radius": None, "max_radius": None,
+            "min_circularity": 0.6, "max_contrast": 0.5, "fan_threshold": 0.02, "mask": None}
+
 
 class Blob(NamedTuple):
-    """One dark round structure: centre ``(cy, cx)`` and equivalent radius in pixels."""
+    """One dark round structure: centre ``(cy, cx)``, equivalent radius (px), circularity, contrast."""
 
     cy: float
     cx: float
     radius: float
     circularity: float
+    contrast: float
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -113,122 +132,170 @@ def fan_mask(image: np.ndarray, threshold: float = 0.02, sigma: float = 1.0) -> 
     return mask
 
 
-def _defaults(size: int, sigma, window, min_radius, max_radius):
+def _resolve(size: int, settings: dict) -> dict:
+    """Detector settings with the size-dependent defaults filled in; unknown names raise."""
+    unknown = sorted(set(settings) - set(DEFAULTS))
+    if unknown:
+        raise TypeError(f"unexpected detector arguments {unknown}; known: {sorted(DEFAULTS)}")
+    p = {**DEFAULTS, **settings}
     scale = size / 64.0
-    return (scale * 1.0 if sigma is None else sigma,
-            max(5, int(round(size / 4)) | 1) if window is None else int(window),
-            max(1.5, 1.5 * scale) if min_radius is None else min_radius,
-            size * 0.15 if max_radius is None else max_radius)
+    p["sigma"] = 0.75 * scale if p["sigma"] is None else float(p["sigma"])
+    p["window"] = max(5, int(round(size / 4)) | 1) if p["window"] is None else int(p["window"])
+    p["min_radius"] = max(1.5, 1.5 * scale) if p["min_radius"] is None else float(p["min_radius"])
+    p["max_radius"] = 0.15 * size if p["max_radius"] is None else float(p["max_radius"])
+    if not 0 < p["rel_threshold"] < 1:
+        raise ValueError(f"rel_threshold must be in (0, 1), got {p['rel_threshold']}")
+    return p
 
 
-def _circularity(dy: np.ndarray, dx: np.ndarray, area: float) -> float:
-    """Axis ratio x fill of a pixel set given centred coordinates (see the module docstring)."""
-    cov = np.cov(np.stack([dy, dx])) if len(dy) > 1 else np.eye(2)
+def _shape(dy: np.ndarray, dx: np.ndarray, area: float) -> tuple[float, float]:
+    """``(axis_ratio, fill)`` of a pixel set given centred coordinates (see the module docstring)."""
+    cov = np.cov(np.stack([dy, dx])) if len(dy) > 1 else np.zeros((2, 2))
     lam = np.clip(np.linalg.eigvalsh(cov + np.eye(2) / 12.0), 1e-12, None)  # +1/12: pixel extent
-    ratio = math.sqrt(lam[0] / lam[1])
-    fill = area / (4.0 * math.pi * math.sqrt(lam[0] * lam[1]))
-    return float(ratio * min(1.0, fill))
+    return math.sqrt(lam[0] / lam[1]), area / (4.0 * math.pi * math.sqrt(lam[0] * lam[1]))
 
 
-def _detect_one(img: np.ndarray, sigma, rel_threshold, window, min_radius, max_radius, min_circularity,
-                fan_threshold, mask) -> tuple[list[Blob], np.ndarray]:
-    h, w = img.shape
-    sigma, window, min_radius, max_radius = _defaults(min(h, w), sigma, window, min_radius, max_radius)
-    fan = fan_mask(img, fan_threshold) if mask is None else np.asarray(mask, dtype=bool)
+def _ring_quadrants(smooth, fan, labels, k, cy, cx, radius):
+    """Mean brightness of the ring ``r .. 2r`` around a blob in 4 sectors (up, right, down, left),
+    and the fraction of each sector inside the fan."""
+    h, w = smooth.shape
+    r_out = 2.0 * radius + 2.0
+    y0, y1 = max(0, int(cy - r_out) - 1), min(h, int(cy + r_out) + 2)
+    x0, x1 = max(0, int(cx - r_out) - 1), min(w, int(cx + r_out) + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = np.hypot(yy - cy, xx - cx)
+    ring = (d >= radius + 1.0) & (d <= r_out) & (labels[y0:y1, x0:x1] != k)
+    sector = ((np.degrees(np.arctan2(xx - cx, cy - yy)) + 45.0) % 360.0 // 90.0).astype(int)
+    sm, fn = smooth[y0:y1, x0:x1], fan[y0:y1, x0:x1]
+    means, inside = np.zeros(4), np.zeros(4)
+    for k in range(4):
+        sel = ring & (sector == k)
+        n = sel.sum()
+        inside[k] = (sel & fn).sum() / max(n, 1)
+        means[k] = sm[sel & fn].mean() if (sel & fn).any() else 0.0
+    return means, inside
+
+
+def _ring_quadrants(smooth, fan, labels, k, cy, cx, radius):
+    """Mean brightness of the ring ``r+1 .. 2r+2`` around a blob in 4 sectors (up, right, down,
+    left) and the fraction of each sector inside the fan."""
+    h, w = smooth.shape
+    r_out = 2.0 * radius + 2.0
+    y0, y1 = max(0, int(cy - r_out) - 1), min(h, int(cy + r_out) + 2)
+    x0, x1 = max(0, int(cx - r_out) - 1), min(w, int(cx + r_out) + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    d = np.hypot(yy - cy, xx - cx)
+    ring = (d >= radius + 1.0) & (d <= r_out) & (labels[y0:y1, x0:x1] != k)
+    sector = ((np.degrees(np.arctan2(xx - cx, cy - yy)) + 45.0) % 360.0 // 90.0).astype(int)
+    sm, fn = smooth[y0:y1, x0:x1], fan[y0:y1, x0:x1]
+    means, inside = np.zeros(4), np.zeros(4)
+    for k in range(4):
+        sel = ring & (sector == k)
+        inside[k] = (sel & fn).sum() / max(int(sel.sum()), 1)
+        means[k] = sm[sel & fn].mean() if (sel & fn).any() else 0.0
+    return means, inside
+
+
+def _candidates(img: np.ndarray, p: dict):
+    """Dark connected components inside the fan, not touching its border, and their features.
+
+    Returns ``(labels, features)``: the component label image ``(H, W)`` and one dict per
+    kept component (``label, cy, cx, radius, circularity, contrast, enclosed``).
+    """
+    fan = fan_mask(img, p["fan_threshold"]) if p["mask"] is None else np.asarray(p["mask"], dtype=bool)
     if fan.shape != img.shape:
         raise ValueError(f"mask must have the image's shape {img.shape}, got {fan.shape}")
-    accepted = np.zeros_like(fan)
     if not fan.any():
-        return [], accepted
-    smooth = ndimage.gaussian_filter(img, sigma) if sigma > 0 else img
+        return np.zeros(img.shape, int), []
+    smooth = ndimage.gaussian_filter(img, p["sigma"]) if p["sigma"] > 0 else img
     # mean brightness of the fan around each pixel (normalised convolution ignores outside pixels)
-    num = ndimage.uniform_filter(np.where(fan, smooth, 0.0), size=window, mode="constant")
-    den = ndimage.uniform_filter(fan.astype(np.float64), size=window, mode="constant")
+    num = ndimage.uniform_filter(np.where(fan, smooth, 0.0), size=p["window"], mode="constant")
+    den = ndimage.uniform_filter(fan.astype(np.float64), size=p["window"], mode="constant")
     local = num / np.maximum(den, 1e-12)
-    dark = (smooth < rel_threshold * local) & fan
+    dark = (smooth < p["rel_threshold"] * local) & fan
     dark = ndimage.binary_opening(dark, structure=np.ones((2, 2)))
     labels, n = ndimage.label(dark)
     if n == 0:
-        return [], accepted
+        return labels, []
     border = fan & ~ndimage.binary_erosion(fan, structure=np.ones((3, 3)), border_value=0)
     touches = ndimage.maximum(border, labels, index=np.arange(1, n + 1))
     yy, xx = np.indices(img.shape)
-    blobs = []
+    feats = []
     for k, objects in enumerate(ndimage.find_objects(labels), start=1):
-        if touches[k - 1]:
-            continue
         region = labels[objects] == k
         area = float(region.sum())
         radius = math.sqrt(area / math.pi)
-        if not min_radius <= radius <= max_radius:
+        if touches[k - 1] or radius < p["min_radius"]:
             continue
         ys, xs = yy[objects][region], xx[objects][region]
-        cy, cx = ys.mean(), xs.mean()
-        circularity = _circularity(ys - cy, xs - cx, area)
-        if circularity < min_circularity:
+        cy, cx = float(ys.mean()), float(xs.mean())
+        ratio, fill = _shape(ys - cy, xs - cx, area)
+        ring, inside = _ring_quadrants(smooth, fan, labels, k, cy, cx, radius)
+        feats.append({"label": k, "cy": cy, "cx": cx, "radius": radius, "circularity": ratio * min(1.0, fill),
+                      "contrast": float(smooth[objects][region].mean()) / max(float(ring.min()), 1e-6),
+                      "enclosed": bool(inside.min() > 0.5)})
+    return labels, feats
+
+
+def _detect_one(img: np.ndarray, p: dict, round_only: bool = True) -> tuple[list[Blob], np.ndarray]:
+    """Accepted blobs of one image ``(H, W)`` and the boolean mask of their pixels."""
+    labels, feats = _candidates(img, p)
+    accepted = np.zeros(img.shape, bool)
+    blobs = []
+    for f in feats:
+        if not (f["enclosed"] and f["contrast"] <= p["max_contrast"]):
             continue
-        blobs.append(Blob(float(cy), float(cx), radius, circularity))
-        accepted[objects] |= region
-    return blobs, accepted
+        if round_only and not (f["radius"] <= p["max_radius"] and f["circularity"] >= p["min_circularity"]):
+            continue
+        blobs.append(Blob(f["cy"], f["cx"], f["radius"], f["circularity"], f["contrast"]))
+        accepted[labels == f["label"]] = True
+    return sorted(blobs, key=lambda b: -b.circularity), accepted
 
 
-def detect_dark_blobs(image, sigma: float | None = None, rel_threshold: float = 0.5, window: int | None = None,
-                      min_radius: float | None = None, max_radius: float | None = None,
-                      min_circularity: float = 0.6, fan_threshold: float = 0.02, mask=None,
-                      value_range: tuple[float, float] = (0.0, 1.0)):
-    """Dark, round, anechoic structures inside the fan.
+def detect_dark_blobs(image, value_range: tuple[float, float] = (0.0, 1.0), **settings):
+    """Dark, round, anechoic structures (aorta candidates) inside the fan.
 
     Args:
         image: ``(H, W)`` or ``(1, H, W)``, or a batch ``(B, H, W)`` / ``(B, 1, H, W)``, with
-            pixels in `value_range` (``(-1, 1)`` for model outputs).
-        sigma: Gaussian smoothing in px (default ``H / 64``).
-        rel_threshold: a pixel is dark below this fraction of the local fan brightness.
-        window: side of the local-brightness box in px (default about ``H / 4``).
-        min_radius, max_radius: equivalent radius ``sqrt(area / pi)`` bounds in px
-            (defaults ``max(1.5, 1.5 H / 64)`` and ``0.15 H``).
-        min_circularity: see the module docstring (1 = disk).
-        fan_threshold: brightness above which a pixel belongs to the scan region.
-        mask: optional boolean ``(H, W)`` fan mask to use instead of the automatic one.
+            pixels in `value_range` (``(-1, 1)`` for model outputs); numpy or torch.
+        settings: detector settings (module docstring), defaults in :data:`DEFAULTS`:
+            ``sigma`` (smoothing, default ``0.75 H / 64``), ``rel_threshold`` (0.5), ``window``
+            (local-brightness box, about ``H / 4``), ``min_radius`` / ``max_radius``
+            (``max(1.5, 1.5 H / 64)`` / ``0.15 H``), ``min_circularity`` (0.6),
+            ``max_contrast`` (0.5), ``fan_threshold`` (0.02), ``mask`` (a boolean ``(H, W)``
+            fan to use instead of the automatic one).
 
     Returns:
-        a list of :class:`Blob` ``(cy, cx, radius, circularity)`` sorted by decreasing
-        circularity; for a batch, one such list per image.
+        a list of :class:`Blob` ``(cy, cx, radius, circularity, contrast)`` sorted by
+        decreasing circularity; for a batch, one such list per image.
     """
     imgs, batch = _as_images(image, value_range)
-    if not 0 < rel_threshold < 1:
-        raise ValueError(f"rel_threshold must be in (0, 1), got {rel_threshold}")
-    out = []
-    for img in imgs:
-        blobs, _ = _detect_one(img, sigma, rel_threshold, window, min_radius, max_radius, min_circularity,
-                               fan_threshold, mask)
-        out.append(sorted(blobs, key=lambda b: -b.circularity))
+    p = _resolve(min(imgs.shape[1:]), settings)
+    out = [_detect_one(img, p)[0] for img in imgs]
     return out if batch else out[0]
 
 
-def dark_structure_mask(image, **kwargs) -> np.ndarray:
-    """Boolean mask ``(H, W)`` (or ``(B, H, W)``) of the pixels of the accepted dark blobs."""
-    value_range = kwargs.pop("value_range", (0.0, 1.0))
+def dark_structure_mask(image, round_only: bool = False, value_range: tuple[float, float] = (0.0, 1.0),
+                        **settings) -> np.ndarray:
+    """Boolean mask ``(H, W)`` (or ``(B, H, W)``) of the enclosed anechoic structures.
+
+    With ``round_only=False`` (default) every enclosed dark component of at least `min_radius`
+    counts, whatever its shape (aorta, IVC, cysts); with True only the detected round blobs.
+    """
     imgs, batch = _as_images(image, value_range)
-    keys = ("sigma", "rel_threshold", "window", "min_radius", "max_radius", "min_circularity",
-            "fan_threshold", "mask")
-    defaults = dict(sigma=None, rel_threshold=0.5, window=None, min_radius=None, max_radius=None,
-                    min_circularity=0.6, fan_threshold=0.02, mask=None)
-    unknown = set(kwargs) - set(keys)
-    if unknown:
-        raise TypeError(f"unexpected arguments: {sorted(unknown)}")
-    params = {**defaults, **kwargs}
-    masks = np.stack([_detect_one(img, *(params[k] for k in keys))[1] for img in imgs])
+    p = _resolve(min(imgs.shape[1:]), settings)
+    masks = np.stack([_detect_one(img, p, round_only=round_only)[1] for img in imgs])
     return masks if batch else masks[0]
 
 
-def count_aortas(image, **kwargs):
+def count_aortas(image, value_range: tuple[float, float] = (0.0, 1.0), **settings):
     """Number of dark round blobs (aorta candidates): an int, or an int array ``(B,)`` for a batch.
 
-    A faithful translation of an image with one aorta should give 1 (the IVC, when it is cut
-    round, counts too: compare with the count on the source image rather than with 1).
+    An image of the built-in data shows one aorta; a faithful translation should keep 1. A
+    round IVC can count too, so compare with the count on the source image.
     """
-    _, batch = _as_images(image, kwargs.get("value_range", (0.0, 1.0)))
-    blobs = detect_dark_blobs(image, **kwargs)
+    _, batch = _as_images(image, value_range)
+    blobs = detect_dark_blobs(image, value_range=value_range, **settings)
     return np.array([len(b) for b in blobs], dtype=np.int64) if batch else len(blobs)
 
 
@@ -245,19 +312,25 @@ def aorta_centroid(label_map, aorta_label: int | None = None) -> tuple[float, fl
     return float(ys.mean()), float(xs.mean())
 
 
-def aorta_position_error(image, label_map, aorta_label: int | None = None, **kwargs) -> float:
+def _nearest(blobs: list[Blob], point) -> tuple[Blob | None, float]:
+    if point is None or not blobs:
+        return None, float("nan")
+    dist = [math.hypot(b.cy - point[0], b.cx - point[1]) for b in blobs]
+    i = int(np.argmin(dist))
+    return blobs[i], float(dist[i])
+
+
+def aorta_position_error(image, label_map, aorta_label: int | None = None,
+                         value_range: tuple[float, float] = (0.0, 1.0), **settings) -> float:
     """Distance in px from the label map's aorta centroid to the nearest detected blob.
 
     NaN when no blob is detected or the label map has no aorta.
     """
-    imgs, batch = _as_images(image, kwargs.get("value_range", (0.0, 1.0)))
+    imgs, batch = _as_images(image, value_range)
     if batch:
         raise ValueError("aorta_position_error takes one image (H, W); loop over a batch")
     true = aorta_centroid(_as_label_map(label_map, imgs.shape[1:]), aorta_label)
-    blobs = detect_dark_blobs(image, **kwargs)
-    if true is None or not blobs:
-        return float("nan")
-    return float(min(math.hypot(b.cy - true[0], b.cx - true[1]) for b in blobs))
+    return _nearest(detect_dark_blobs(imgs[0], **settings), true)[1]
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -270,27 +343,31 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def anatomy_score(image, label_map, aorta_label: int | None = None, vessel_labels=None,
-                  tolerance: float | None = None, **kwargs) -> dict:
-    """How well one image shows the anatomy of its label map ``(H, W)``.
+                  tolerance: float | None = None, value_range: tuple[float, float] = (0.0, 1.0),
+                  **settings) -> dict:
+    """How well one image shows the vessels of its label map ``(H, W)``.
 
     Args:
-        image: ``(H, W)`` or ``(1, H, W)`` image (see :func:`detect_dark_blobs` for `kwargs`).
+        image: ``(H, W)`` or ``(1, H, W)`` image (`settings` as in :func:`detect_dark_blobs`).
         label_map: ``(H, W)`` integer labels with values from ``usdiff.data.TISSUES``.
         aorta_label: label of the aorta (default ``TISSUES["aorta"]``).
-        vessel_labels: labels of anechoic vessels (default aorta and, when present, ``ivc``).
+        vessel_labels: labels of anechoic vessels (default the aorta and, when present, ``ivc``).
         tolerance: max distance in px for the aorta to count as found (default: the true
             aorta's equivalent radius, at least 2 px).
 
     Returns:
-        dict with ``aorta_count`` (number of blobs), ``aorta_found`` (a blob within
-        `tolerance` of the true aorta centre), ``aorta_error_px`` (distance to the nearest
-        blob, NaN if none), ``extra_blobs`` (blobs that match no vessel of the label map) and
-        ``vessel_dice`` (Dice of the detected dark-structure mask against the vessel labels).
+        dict with ``aorta_count`` (round dark blobs), ``aorta_found`` (one lies within
+        `tolerance` of the true aorta centre), ``aorta_error_px`` (distance to the nearest,
+        NaN if none), ``extra_blobs`` (round blobs whose centre is on no vessel of the label
+        map: hallucinated aortas), ``aorta_dice`` (Dice of the blob nearest the aorta against
+        the aorta label, 0 if none) and ``vessel_dice`` (Dice of all enclosed anechoic
+        structures, :func:`dark_structure_mask`, against the vessel labels).
     """
-    imgs, batch = _as_images(image, kwargs.get("value_range", (0.0, 1.0)))
+    imgs, batch = _as_images(image, value_range)
     if batch:
         raise ValueError("anatomy_score takes one image (H, W); loop over a batch")
-    lab = _as_label_map(label_map, imgs.shape[1:])
+    img = imgs[0]
+    lab = _as_label_map(label_map, img.shape)
     aorta_label = _tissue("aorta") if aorta_label is None else aorta_label
     if vessel_labels is None:
         vessel_labels = [aorta_label]
@@ -298,18 +375,24 @@ def anatomy_score(image, label_map, aorta_label: int | None = None, vessel_label
             vessel_labels.append(_tissue("ivc"))
         except KeyError:
             pass
+    aorta = lab == aorta_label
     vessels = np.isin(lab, list(vessel_labels))
     true = aorta_centroid(lab, aorta_label)
     if tolerance is None:
-        area = float((lab == aorta_label).sum())
-        tolerance = max(2.0, math.sqrt(area / math.pi))
-    blobs = detect_dark_blobs(image, **kwargs)
-    mask = dark_structure_mask(image, **kwargs)
-    error = float("nan")
-    if true is not None and blobs:
-        error = float(min(math.hypot(b.cy - true[0], b.cx - true[1]) for b in blobs))
+        tolerance = max(2.0, math.sqrt(float(aorta.sum()) / math.pi))
+    p = _resolve(min(img.shape), settings)
+    labels, _ = _candidates(img, p)
+    blobs, _ = _detect_one(img, p)
+    nearest, error = _nearest(blobs, true)
+    aorta_dice = 0.0
+    if nearest is not None:
+        blob_mask = labels == labels[int(round(nearest.cy)), int(round(nearest.cx))]
+        if labels[int(round(nearest.cy)), int(round(nearest.cx))] == 0:  # centre off a concave blob
+            blob_mask = np.zeros_like(aorta)
+        aorta_dice = dice(blob_mask, aorta)
     # a blob "matches" a vessel when its centre lies on (or within 1 px of) a vessel pixel
-    near_vessel = ndimage.binary_dilation(vessels, iterations=1) if vessels.any() else vessels
+    near_vessel = ndimage.binary_dilation(vessels) if vessels.any() else vessels
     extra = sum(1 for b in blobs if not near_vessel[int(round(b.cy)), int(round(b.cx))])
-    return {"aorta_count": len(blobs), "aorta_found": bool(error <= tolerance),
-            "aorta_error_px": error, "extra_blobs": int(extra), "vessel_dice": dice(mask, vessels)}
+    vessel_mask = _detect_one(img, p, round_only=False)[1]
+    return {"aorta_count": len(blobs), "aorta_found": bool(error <= tolerance), "aorta_error_px": error,
+            "extra_blobs": int(extra), "aorta_dice": aorta_dice, "vessel_dice": dice(vessel_mask, vessels)}
