@@ -160,6 +160,9 @@ def test_classifier_is_reproducible_and_state_round_trips():
     a = LinearClassifier(lr=1e-3, epochs=2, seed=5, device="cpu").fit(z, y, progress=False)
     b = LinearClassifier(lr=1e-3, epochs=2, seed=5, device="cpu").fit(z, y, progress=False)
     np.testing.assert_array_equal(a.weight_, b.weight_)
+    with torch.no_grad():  # training still works (and is the same) inside a no-grad block
+        c = LinearClassifier(lr=1e-3, epochs=2, seed=5, device="cpu").fit(z, y, progress=False)
+    np.testing.assert_array_equal(a.weight_, c.weight_)
     c = LinearClassifier.from_state_dict(a.state_dict())
     np.testing.assert_array_equal(c.decision_function(z), a.decision_function(z))
 

@@ -278,8 +278,16 @@ class LinearClassifier:
         opt = torch.optim.Adam([w, b], lr=self.lr)
         self.history = []
         bar = tqdm(range(self.epochs), desc=f"linear classifier ({self.loss})", disable=not progress, leave=False)
+        with torch.enable_grad():  # also when called under torch.no_grad()
+            self._train(x, t, w, b, opt, gen, bar)
+        self.weight_ = w.detach().cpu().double().numpy()
+        self.bias_ = float(b.detach().cpu().double())
+        return self
+
+    def _train(self, x, t, w, b, opt, gen, bar) -> None:
+        n = len(x)
         for epoch in bar:
-            order = torch.randperm(n, generator=gen).to(device)
+            order = torch.randperm(n, generator=gen).to(x.device)
             total, correct = 0.0, 0
             for start in range(0, n, self.batch_size):
                 idx = order[start:start + self.batch_size]
@@ -292,9 +300,6 @@ class LinearClassifier:
                 correct += int(((logits.detach() > self._threshold) == (t[idx] > 0.5)).sum())
             self.history.append({"epoch": epoch + 1, "loss": total / n, "accuracy": correct / n})
             bar.set_postfix(loss=f"{total / n:.4f}")
-        self.weight_ = w.detach().cpu().double().numpy()
-        self.bias_ = float(b.detach().cpu().double())
-        return self
 
     # -- inference --
     @property

@@ -34,10 +34,8 @@ __all__ = [
     "translate_folder",
     "save_direction",
     "load_direction",
-    "IMAGE_EXTENSIONS",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SCALES = ("sqrt_dim", "unit")
 METHODS = ("classifier",)
 
@@ -294,38 +292,18 @@ def load_direction(path: str | Path) -> LinearClassifier:
 
 # ---- folders -----------------------------------------------------------------------------------
 
-def _list_images(images_dir: Path) -> list[Path]:
-    if not images_dir.is_dir():
-        raise FileNotFoundError(f"image folder not found: {images_dir}")
-    files = sorted(p for p in images_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {images_dir}")
-    return files
-
-
 def _check_sizes(files: list[Path], size: int, resize: bool) -> None:
+    """Reject images that are not ``size x size`` unless `resize` (reads the headers only)."""
     from PIL import Image
 
-    for f in files:
-        with Image.open(f) as im:  # reads the header only
-            w, h = im.size
-        if (h, w) != (size, size) and not resize:
-            raise ValueError(f"{f} is {w}x{h} pixels but the model expects {size}x{size}; "
-                             "resize the images or pass resize=True")
-
-
-def _load_images(files: list[Path], size: int) -> torch.Tensor:
-    """Grayscale ``(N, 1, size, size)`` in [0, 1], bilinearly resized when needed."""
-    from PIL import Image
-
-    out = []
+    if resize:
+        return
     for f in files:
         with Image.open(f) as im:
-            im = im.convert("L")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            out.append(np.asarray(im, dtype=np.float32) / 255.0)
-    return torch.from_numpy(np.stack(out))[:, None]
+            w, h = im.size
+        if (h, w) != (size, size):
+            raise ValueError(f"{f} is {w}x{h} pixels but the model expects {size}x{size}; "
+                             "resize the images or pass resize=True")
 
 
 def _load_model(ckpt, device):
@@ -339,7 +317,6 @@ def _load_model(ckpt, device):
     return load_model(path, device=device)
 
 
-@torch.no_grad()
 def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: int, seed: int,
                    progress: bool, classifier_kwargs: dict | None) -> LinearClassifier:
     """Encode the built-in training split (both domains) and fit a sim-vs-real classifier."""
@@ -357,7 +334,8 @@ def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: in
     device = _model_device(model)
     zs, ys = [], []
     for images, domains in tqdm(loader, desc="encode z_sem", disable=not progress, leave=False):
-        zs.append(model.encode(torch.as_tensor(images).to(device)).cpu())
+        with torch.no_grad():
+            zs.append(model.encode(torch.as_tensor(images).to(device)).cpu())
         ys.append(torch.as_tensor(domains).reshape(-1).cpu())
     z, y = torch.cat(zs).double().numpy(), torch.cat(ys).numpy()
     clf, _ = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress, **(classifier_kwargs or {}))
@@ -376,7 +354,8 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
 
     Args:
         ckpt: checkpoint path (read with :func:`usdiff.train.load_model`) or a loaded DiffAE.
-        images_dir: folder of grayscale images (``.png``, ``.jpg``, ...; not recursive).
+        images_dir: folder of images (``.png``, ``.jpg``, ...; not recursive), read with
+            :class:`usdiff.data.USImageFolder` (grayscale, ``[-1, 1]``).
         out_dir: output folder; each output keeps its input's file name (with ``.png``).
         method: ``"classifier"`` (the only one; interpolation needs a target image per input).
         loss: ``"bce"`` or ``"mse"`` when the classifier is fitted here.
@@ -387,7 +366,8 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
             domains, at most `n_fit` images) gives the codes to fit the classifier on.
         encode_steps, decode_steps: DDIM steps of the inversion and of the decoding.
         resize: images whose size differs from the model's are rejected with a ``ValueError``
-            naming the file and both sizes unless this is True (then they are resized bilinearly).
+            naming the file and both sizes unless this is True (then the shorter side is resized
+            bilinearly to the model's size and the centre cropped, as ``USImageFolder`` does).
         save_classifier: also write the fitted direction to this path (not inside `out_dir`).
         classifier_kwargs: passed to :class:`~usdiff.latent.LinearClassifier` (e.g. ``lr``).
 
@@ -396,11 +376,11 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
 
     Raises:
         FileNotFoundError: missing checkpoint, image folder, classifier file or data set.
-        ValueError: no images, wrong image size, unknown method/loss, `out_dir` equal to
+        ValueError: no images (or a corrupt one), wrong image size, unknown method/loss, `out_dir` equal to
             `images_dir`, neither `classifier` nor `data_dir`, or a direction of another z size.
     """
+    from .data import USImageFolder
     from .io import save_batch
-    from .utils import to_model_range
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -413,7 +393,6 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
     if not isinstance(ckpt, torch.nn.Module) and not Path(ckpt).is_file():
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
-    files = _list_images(images_dir)
     if out_dir.resolve() == images_dir.resolve():
         raise ValueError(f"out_dir must differ from images_dir ({images_dir}): the inputs would be overwritten")
     if classifier is None and data_dir is None:
@@ -422,6 +401,8 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
     device = get_device(device)
     model = _load_model(ckpt, device)
     size = model.config.image_size
+    dataset = USImageFolder(images_dir, domain="sim", size=size)  # lists, validates, loads in [-1, 1]
+    files = list(dataset.files)
     _check_sizes(files, size, resize)
 
     if classifier is None:
@@ -435,14 +416,14 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
                          f"{model.config.z_dim}-d; fit it on this model's codes")
 
     written: list[Path] = []
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     bar = tqdm(total=len(files), desc="translate", disable=not progress)
-    for sl in _chunks(len(files), batch_size):
-        x = to_model_range(_load_images(files[sl], size)).to(device)
+    for x, _ in loader:
+        x = x.to(device)
         z = model.encode(x)
         x_T = model.encode_stochastic(x, z, steps=encode_steps)
-        z_new = manipulate_z(z, clf, alpha, scale=scale)
-        images = model.decode(x_T, z_new, steps=decode_steps)
-        written += save_batch(images, out_dir, [f.name for f in files[sl]])
+        images = model.decode(x_T, manipulate_z(z, clf, alpha, scale=scale), steps=decode_steps)
+        written += save_batch(images, out_dir, [f.name for f in files[len(written):len(written) + len(x)]])
         bar.update(len(x))
     bar.close()
     return written
