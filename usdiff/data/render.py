@@ -226,7 +226,7 @@ class OperatorSettings:
     def draw(cls, rng: np.random.Generator) -> OperatorSettings:
         return cls(gain_db=float(rng.uniform(-4, 4)), dynamic_range_db=float(rng.uniform(50, 62)),
                    tgc_db=tuple(rng.uniform(-1.5, 1.5, 4).tolist()), noise_db=float(rng.uniform(-24, -14)),
-                   pressure_mm=float(rng.uniform(0.0, 3.0)), shift_mm=float(rng.uniform(-1.0, 1.0)))
+                   pressure_mm=float(rng.uniform(0.0, 1.5)), shift_mm=float(rng.uniform(-0.75, 0.75)))
 
 
 @lru_cache(maxsize=16)
@@ -238,7 +238,7 @@ def _lateral_psf(size: int, n_depth: int, n_lines: int) -> tuple[np.ndarray, np.
     that speckle stays about a pixel or two wide at small image sizes.
     """
     geom = fan_geometry(size, n_depth, n_lines)
-    sigma_mm = (1.5 + 0.012 * np.abs(geom.depth_mm - 70.0)) * _psf_scale(size)
+    sigma_mm = (1.1 + 0.012 * np.abs(geom.depth_mm - 70.0)) * _psf_scale(size)
     sigma_lines = sigma_mm / geom.line_spacing_mm()
     k = np.fft.fftfreq(n_lines)
     h = np.exp(-2.0 * (np.pi * sigma_lines[:, None] * k[None, :]) ** 2)
@@ -289,7 +289,7 @@ def _deformation(geom: FanGeometry, ops: OperatorSettings, rng: np.random.Genera
 
 def render_real(phantom: Phantom | np.ndarray, seed: int, *, freq_mhz: float = 2.0,
                 settings: OperatorSettings | None = None, deform: bool = True,
-                specular_gain: float = 60.0, reverb: float = 0.35, axial_sigma_mm: float = 0.8,
+                specular_gain: float = 80.0, reverb: float = 0.15, axial_sigma_mm: float = 0.8,
                 smooth: float = 0.6, return_envelope: bool = False):
     """Real-like B-mode image ``(H, W)`` float32 in [0, 1] of a phantom (or label map).
 
@@ -391,7 +391,7 @@ def _wall_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z = tissue_table("impedance").astype(np.float64)
     z0, z1 = z[:, None], z[None, :]
     direct = np.abs((z1 - z0) / (z1 + z0))
-    wall = 0.6 * (np.abs((WALL_IMPEDANCE - z0) / (WALL_IMPEDANCE + z0))
+    wall = 0.5 * (np.abs((WALL_IMPEDANCE - z0) / (WALL_IMPEDANCE + z0))
                   + np.abs((z1 - WALL_IMPEDANCE) / (z1 + WALL_IMPEDANCE)))
     walled = _WALLED[:, None] | _WALLED[None, :]
     coef = np.where(walled, np.maximum(direct, wall), direct)
@@ -404,9 +404,9 @@ _OFF = np.arange(-2, 3)
 
 def _specular_amplitude(lab: np.ndarray, geom: FanGeometry) -> np.ndarray:
     """Amplitude reflection coefficient at each interface sample ``(n_depth, n_lines)`` float32,
-    weighted by how squarely the interface faces the beam (0.25 oblique .. 1 normal); boundaries
+    weighted by how squarely the interface faces the beam (0.1 parallel .. 1 normal); boundaries
     of walled tissues (capsules, vessels) reflect as through a thin layer of `WALL_IMPEDANCE`.
-    Evaluated only at the interface samples; walls are two samples thick."""
+    Evaluated only at the interface samples."""
     nd, nl = lab.shape
     coef, logz, _ = _wall_tables()
     ci, cj = np.nonzero(lab[1:] != lab[:-1])
@@ -423,8 +423,7 @@ def _specular_amplitude(lab: np.ndarray, geom: FanGeometry) -> np.ndarray:
     gl = ((band[:, 2:5].sum(1) - band[:, 0:3].sum(1)) / 9.0) / (2.0 * spacing)
     facing = gz * gz / (gz * gz + gl * gl + np.float32(1e-12))
     spec = np.zeros((nd, nl), np.float32)
-    spec[ci, cj] = r * (0.25 + 0.75 * facing)
-    spec[1:] = np.maximum(spec[1:], spec[:-1])
+    spec[ci, cj] = r * (0.1 + 0.9 * facing)
     return spec
 
 

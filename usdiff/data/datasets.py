@@ -1,0 +1,279 @@
+"""Datasets: the built-in paired data set and folders of your own ultrasound images.
+
+Every dataset yields ``(image, domain)``: ``image`` a float32 tensor ``(1, H, W)`` in ``[-1, 1]``
+and ``domain`` an int, ``SIM = 0`` or ``REAL = 1``. Problems with the data raise an error that
+names the path and what is wrong; no file is ever skipped silently.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .generate import FOLDERS, SPLITS, load_manifest
+
+SIM, REAL = 0, 1
+DOMAINS: dict[str, int] = {"sim": SIM, "real": REAL}
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MIN_SIZE = 8
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+def check_size(size) -> int:
+    """`size` as an int; raises ValueError unless it is an int >= `MIN_SIZE`."""
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"size must be an int >= {MIN_SIZE} (pixels), got {size!r} ({type(size).__name__})")
+    if size < MIN_SIZE:
+        raise ValueError(f"size must be an int >= {MIN_SIZE} (pixels), got {size}")
+    return int(size)
+
+
+def check_domain(domain) -> int:
+    """``"sim"``/``"real"`` (any case) or ``0``/``1`` -> 0/1; raises ValueError otherwise."""
+    if isinstance(domain, str) and domain.lower() in DOMAINS:
+        return DOMAINS[domain.lower()]
+    if isinstance(domain, (int, np.integer)) and not isinstance(domain, bool) and int(domain) in (SIM, REAL):
+        return int(domain)
+    raise ValueError(f"domain must be 'sim', 'real', {SIM} or {REAL}, got {domain!r}")
+
+
+def _check_extensions(extensions) -> tuple[str, ...]:
+    if isinstance(extensions, str):
+        extensions = (extensions,)
+    out = []
+    for ext in extensions:
+        if not isinstance(ext, str) or not ext.strip("."):
+            raise ValueError(f"extensions must be strings such as '.png', got {extensions!r}")
+        out.append("." + ext.lower().lstrip("."))
+    if not out:
+        raise ValueError("extensions must not be empty")
+    return tuple(out)
+
+
+def _check_folder(root, what: str = "image folder") -> Path:
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"{what} {root} does not exist")
+    if not root.is_dir():
+        raise ValueError(f"{what} {root} is a file, not a folder")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise PermissionError(f"{what} {root} cannot be listed: permission denied")
+    return root
+
+
+# ---- image loading ------------------------------------------------------------------------------
+
+def _to_unit(img: Image.Image) -> np.ndarray:
+    """A PIL image of any mode -> grayscale float32 ``(H, W)`` in [0, 1]."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.float32) / 65535.0
+    if img.mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float32)
+        lo, hi = float(arr.min()), float(arr.max())
+        return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA").convert("RGB")
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
+    """Float image ``(H, W)`` -> ``(size, size)``: bilinear resize of the shorter side, centre crop."""
+    h, w = image.shape
+    if (h, w) == (size, size):
+        return image
+    scale = size / min(h, w)
+    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
+    img = Image.fromarray(image.astype(np.float32), mode="F").resize((new_w, new_h), Image.BILINEAR)
+    top, left = (new_h - size) // 2, (new_w - size) // 2
+    return np.asarray(img, dtype=np.float32)[top:top + size, left:left + size]
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """Read one image file as a grayscale tensor ``(1, size, size)`` in ``[-1, 1]``.
+
+    Raises:
+        FileNotFoundError / PermissionError: the file is missing or not readable.
+        ValueError: the file is not an image PIL can decode (names the file).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            unit = _to_unit(img)
+    except (FileNotFoundError, PermissionError) as err:
+        raise type(err)(f"cannot read image {path}: {err.strerror or err}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+    unit = np.clip(resize_center_crop(unit, size), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(unit * 2.0 - 1.0)).unsqueeze(0)
+
+
+def verify_image(path: str | Path) -> None:
+    """Cheap validity check of an image file (header and structure, no full decode).
+
+    Raises the same errors as `load_image`.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except (FileNotFoundError, PermissionError) as err:
+        raise type(err)(f"cannot read image {path}: {err.strerror or err}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+
+
+# ---- datasets -----------------------------------------------------------------------------------
+
+class USImageFolder(torch.utils.data.Dataset):
+    """All images directly inside `root` (sorted by name), as one domain.
+
+    Images are converted to grayscale, resized (shorter side to `size`, bilinear), centre-cropped
+    to ``(size, size)`` and scaled to ``[-1, 1]``. Files whose extension is not in `extensions`
+    and hidden files (names starting with ``.``) are not part of the data set; every listed file
+    is checked at construction (``validate=True``), so a corrupt or unreadable image fails early.
+
+    Items: ``(image (1, size, size) float32, domain int)``. Attributes ``files``, ``domain``.
+
+    Raises:
+        FileNotFoundError: `root` does not exist. ValueError: `root` is a file, holds no image
+        with the listed extensions, an image is corrupt, or `size` / `domain` is invalid.
+        PermissionError: `root` or an image cannot be read.
+    """
+
+    def __init__(self, root: str | Path, domain: str | int = "real", size: int = 128,
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, validate: bool = True):
+        self.size = check_size(size)
+        self.domain = check_domain(domain)
+        self.extensions = _check_extensions(extensions)
+        self.root = _check_folder(root)
+        entries = sorted(p for p in self.root.iterdir() if p.is_file() and not p.name.startswith("."))
+        self.files = [p for p in entries if p.suffix.lower() in self.extensions]
+        if not self.files:
+            others = sorted({p.suffix.lower() or "(no extension)" for p in entries})
+            found = f"; it holds {len(entries)} other files ({', '.join(others[:6])})" if entries else " (it is empty)"
+            raise ValueError(f"no images with extensions {', '.join(self.extensions)} in {self.root}{found}")
+        if validate:
+            for path in self.files:
+                verify_image(path)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return load_image(self.files[index], self.size), self.domain
+
+    @property
+    def domains(self) -> np.ndarray:
+        """Domain of every item, ``(N,)`` int64."""
+        return np.full(len(self.files), self.domain, dtype=np.int64)
+
+    def __repr__(self) -> str:
+        name = {SIM: "sim", REAL: "real"}[self.domain]
+        return f"USImageFolder({str(self.root)!r}, domain={name!r}, size={self.size}, n={len(self)})"
+
+
+class TwoDomainDataset(torch.utils.data.ConcatDataset):
+    """``root/sim`` (domain 0) followed by ``root/real`` (domain 1), each a `USImageFolder`.
+
+    Attributes ``domains`` ``(N,)`` and ``files``. Raises FileNotFoundError naming a missing
+    domain folder, and the errors of `USImageFolder`.
+    """
+
+    def __init__(self, root: str | Path, size: int = 128, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                 validate: bool = True):
+        size = check_size(size)
+        self.root = _check_folder(root, "data folder")
+        missing = [str(self.root / d) for d in DOMAINS if not (self.root / d).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{self.root} must hold the folders 'sim' and 'real'; missing: {', '.join(missing)}")
+        parts = [USImageFolder(self.root / name, domain=d, size=size, extensions=extensions, validate=validate)
+                 for name, d in DOMAINS.items()]
+        super().__init__(parts)
+        self.size = size
+        self.files = [f for p in parts for f in p.files]
+        self.domains = np.concatenate([p.domains for p in parts])
+
+
+class BuiltinDataset(torch.utils.data.Dataset):
+    """The generated paired data set (see `usdiff.data.generate_dataset`) read via its manifest.
+
+    `split` selects ``"train" | "val" | "test" | "all"`` items; `domain` ``"sim" | "real" | "both"``
+    (both = all sim images followed by all real ones). Dataset index ``k`` shows item
+    ``ids[k % len(ids)]``; `label_map` and `pair` take the same index.
+
+    Items: ``(image (1, size, size) float32 in [-1, 1], domain int)``.
+
+    Raises:
+        FileNotFoundError: missing folder, manifest or image files (names them).
+        ValueError: bad `split`, `domain` or `size`, or an invalid manifest.
+    """
+
+    def __init__(self, root: str | Path, split: str = "train", domain: str = "both", size: int = 128):
+        self.size = check_size(size)
+        if split not in (*SPLITS, "all"):
+            raise ValueError(f"split must be one of {(*SPLITS, 'all')}, got {split!r}")
+        if domain not in ("sim", "real", "both"):
+            raise ValueError(f"domain must be 'sim', 'real' or 'both', got {domain!r}")
+        self.root, self.split, self.domain = Path(root), split, domain
+        self.manifest = load_manifest(self.root)
+        items = [it for it in self.manifest["items"] if split == "all" or it["split"] == split]
+        if not items:
+            raise ValueError(f"the {split!r} split of {self.root} is empty (n={self.manifest['n']})")
+        self.ids = [it["id"] for it in items]
+        self.seeds = [int(it["seed"]) for it in items]
+        self._domain_list = [SIM, REAL] if domain == "both" else [DOMAINS[domain]]
+        needed = FOLDERS if domain == "both" else (domain, "labels")
+        for folder in needed:
+            d = self.root / folder
+            present = set(os.listdir(d)) if d.is_dir() else set()
+            absent = [i for i in self.ids if f"{i}.png" not in present]
+            if absent:
+                raise FileNotFoundError(f"{d} lacks {len(absent)} of the {len(self.ids)} images of split "
+                                        f"{split!r} (first: {absent[0]}.png); regenerate the data set")
+        self.domains = np.repeat(np.array(self._domain_list, dtype=np.int64), len(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.ids) * len(self._domain_list)
+
+    def _item(self, index: int) -> tuple[str, int]:
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for a dataset of {n}")
+        index %= n
+        return self.ids[index % len(self.ids)], self._domain_list[index // len(self.ids)]
+
+    def _path(self, folder: str, item_id: str) -> Path:
+        return self.root / folder / f"{item_id}.png"
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        item_id, dom = self._item(index)
+        return load_image(self._path("sim" if dom == SIM else "real", item_id), self.size), dom
+
+    def label_map(self, index: int) -> np.ndarray:
+        """Tissue labels ``(size, size)`` uint8 of the phantom behind dataset index `index`."""
+        item_id, _ = self._item(index)
+        path = self._path("labels", item_id)
+        try:
+            with Image.open(path) as img:
+                labels = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as err:
+            raise ValueError(f"{path} is not a readable label map ({err})") from None
+        if labels.shape != (self.size, self.size):
+            labels = np.asarray(Image.fromarray(labels).resize((self.size, self.size), Image.NEAREST))
+        return labels
+
+    def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        """``(sim (1, size, size), real (1, size, size), labels (size, size) uint8)`` of one phantom."""
+        item_id, _ = self._item(index)
+        return (load_image(self._path("sim", item_id), self.size),
+                load_image(self._path("real", item_id), self.size), self.label_map(index))
+
+    def __repr__(self) -> str:
+        return (f"BuiltinDataset({str(self.root)!r}, split={self.split!r}, domain={self.domain!r}, "
+                f"size={self.size}, n={len(self)})")
