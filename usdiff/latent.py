@@ -299,7 +299,7 @@ class LinearClassifier:
                 total += loss.item() * len(idx)
                 correct += int(((logits.detach() > self._threshold) == (t[idx] > 0.5)).sum())
             self.history.append({"epoch": epoch + 1, "loss": total / n, "accuracy": correct / n})
-            bar.set_postfix(loss=f"{total / n:.4f}")
+            bar.set_postfix(loss=f"{total / n:.4f}", refresh=False)
 
     # -- inference --
     @property

@@ -396,7 +396,8 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
     if out_dir.resolve() == images_dir.resolve():
         raise ValueError(f"out_dir must differ from images_dir ({images_dir}): the inputs would be overwritten")
     if classifier is None and data_dir is None:
-        raise ValueError("give classifier= (a saved direction) or data_dir= (the built-in data set to fit one on)")
+        raise ValueError("no classifier: give a saved direction (classifier=, CLI --classifier) or the built-in "
+                         "data set to fit one on (data_dir=, CLI --data)")
 
     device = get_device(device)
     model = _load_model(ckpt, device)
