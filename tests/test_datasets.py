@@ -1,0 +1,280 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import usdiff.data.datasets as ds
+from usdiff.data import (
+    DOMAINS,
+    REAL,
+    SIM,
+    TISSUES,
+    BuiltinDataset,
+    TwoDomainDataset,
+    USImageFolder,
+    ensure_dataset,
+    generate_dataset,
+    item_seed,
+    load_manifest,
+    make_phantom,
+)
+
+N, SIZE = 10, 64
+
+
+@pytest.fixture(scope="module")
+def builtin(tmp_path_factory):
+    return generate_dataset(tmp_path_factory.mktemp("data") / "builtin", n=N, size=SIZE, seed=3, workers=1,
+                            progress=False)
+
+
+def _tree_bytes(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _save(path, array, mode=None):
+    Image.fromarray(array, mode=mode).save(path)
+    return path
+
+
+# ---- generation ---------------------------------------------------------------------------------
+
+def test_generate_writes_the_layout_and_manifest(builtin):
+    names = [f"{i:06d}.png" for i in range(N)]
+    for folder in ("sim", "real", "labels"):
+        assert sorted(os.listdir(builtin / folder)) == names
+    with Image.open(builtin / "sim" / names[0]) as img:
+        assert img.mode == "L" and img.size == (SIZE, SIZE)
+    manifest = load_manifest(builtin)
+    assert (manifest["n"], manifest["size"], manifest["seed"], manifest["version"]) == (N, SIZE, 3, 1)
+    assert [it["id"] for it in manifest["items"]] == [n[:-4] for n in names]
+    assert [it["seed"] for it in manifest["items"]] == [item_seed(3, i) for i in range(N)]
+    assert sum(manifest["counts"].values()) == N and manifest["counts"]["train"] == 8
+    assert manifest["tissues"] == TISSUES
+    # the label PNG is the phantom of the item's seed
+    labels = np.asarray(Image.open(builtin / "labels" / names[4]))
+    assert np.array_equal(labels, make_phantom(item_seed(3, 4), SIZE).labels)
+
+
+def test_generation_is_byte_identical_and_seed_dependent(builtin, tmp_path):
+    again = generate_dataset(tmp_path / "again", n=N, size=SIZE, seed=3, workers=1, progress=False)
+    assert _tree_bytes(again) == _tree_bytes(builtin)
+    other = generate_dataset(tmp_path / "other", n=N, size=SIZE, seed=4, workers=1, progress=False)
+    a, b = _tree_bytes(other), _tree_bytes(builtin)
+    assert a["sim/000000.png"] != b["sim/000000.png"] and a["real/000000.png"] != b["real/000000.png"]
+
+
+def test_worker_processes_give_the_same_bytes(tmp_path):
+    one = generate_dataset(tmp_path / "one", n=70, size=24, seed=1, workers=1, progress=False)
+    two = generate_dataset(tmp_path / "two", n=70, size=24, seed=1, workers=2, progress=False)
+    assert _tree_bytes(one) == _tree_bytes(two)
+
+
+def test_ensure_dataset_reuses_or_regenerates(builtin, tmp_path, capsys):
+    stamp = (builtin / "manifest.json").stat().st_mtime_ns
+    assert ensure_dataset(builtin, n=N, size=SIZE, seed=3, progress=False) == builtin
+    assert "reusing" in capsys.readouterr().out
+    assert (builtin / "manifest.json").stat().st_mtime_ns == stamp
+
+    root = generate_dataset(tmp_path / "d", n=6, size=32, seed=0, workers=1, progress=False)
+    ensure_dataset(root, n=4, size=32, seed=0, progress=False)
+    out = capsys.readouterr().out
+    assert "generating" in out and "n=6, wanted 4" in out
+    assert sorted(os.listdir(root / "real")) == [f"{i:06d}.png" for i in range(4)]   # stale files gone
+    (root / "sim" / "000002.png").unlink()
+    ensure_dataset(root, n=4, size=32, seed=0, progress=False)
+    assert "holds 3 images" in capsys.readouterr().out
+    assert (root / "sim" / "000002.png").is_file()
+    ensure_dataset(tmp_path / "new", n=2, size=32, seed=0, progress=False)
+    assert "does not exist yet" in capsys.readouterr().out
+
+
+def test_manifest_and_argument_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_manifest(tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="manifest.json is missing"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_manifest(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a usdiff built-in"):
+        load_manifest(tmp_path)
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        generate_dataset(tmp_path / "x", n=0)
+    with pytest.raises(ValueError, match="size must be >= 16"):
+        generate_dataset(tmp_path / "x", n=2, size=8)
+    with pytest.raises(ValueError, match="splits"):
+        generate_dataset(tmp_path / "x", n=2, splits=(0.5, 0.1, 0.1))
+
+
+# ---- BuiltinDataset -----------------------------------------------------------------------------
+
+def test_builtin_dataset_items_splits_and_pairs(builtin):
+    parts = {s: BuiltinDataset(builtin, split=s, domain="sim", size=SIZE) for s in ("train", "val", "test")}
+    assert sum(len(p) for p in parts.values()) == N
+    assert set().union(*(p.ids for p in parts.values())) == {f"{i:06d}" for i in range(N)}
+    both = BuiltinDataset(builtin, split="all", domain="both", size=SIZE)
+    assert len(both) == 2 * N
+    assert both.domains.tolist() == [SIM] * N + [REAL] * N
+    for k in (0, N - 1, N, 2 * N - 1):
+        image, domain = both[k]
+        assert image.shape == (1, SIZE, SIZE) and image.dtype == torch.float32
+        assert image.min() >= -1 and image.max() <= 1 and domain == both.domains[k]
+    sim, real, labels = both.pair(N + 2)                # same phantom as index 2
+    assert torch.equal(sim, both[2][0]) and torch.equal(real, both[N + 2][0])
+    assert np.array_equal(labels, np.asarray(Image.open(builtin / "labels" / "000002.png")))
+    assert not torch.equal(sim, real)
+    png = np.asarray(Image.open(builtin / "real" / "000002.png"), dtype=np.float32)
+    assert torch.allclose(real[0], torch.from_numpy(png / 255 * 2 - 1), atol=1e-6)
+    with pytest.raises(IndexError):
+        both[2 * N]
+
+
+def test_builtin_dataset_resizes_images_and_label_maps(builtin):
+    small = BuiltinDataset(builtin, split="all", domain="real", size=32)
+    image, domain = small[0]
+    assert image.shape == (1, 32, 32) and domain == REAL and small.domains.tolist() == [REAL] * N
+    labels = small.label_map(0)
+    assert labels.shape == (32, 32) and labels.dtype == np.uint8
+    full = np.asarray(Image.open(builtin / "labels" / "000000.png"))
+    assert np.array_equal(labels, full[1::2, 1::2])     # nearest neighbour: no new label values
+
+
+def test_builtin_dataset_errors(builtin, tmp_path):
+    with pytest.raises(ValueError, match="split must be one of"):
+        BuiltinDataset(builtin, split="training")
+    with pytest.raises(ValueError, match="domain must be"):
+        BuiltinDataset(builtin, domain="fake")
+    with pytest.raises(ValueError, match="size must be an int"):
+        BuiltinDataset(builtin, size=4)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        BuiltinDataset(tmp_path / "missing")
+    copy = generate_dataset(tmp_path / "c", n=3, size=32, seed=0, workers=1, progress=False)
+    (copy / "real" / "000001.png").unlink()
+    BuiltinDataset(copy, split="all", domain="sim", size=32)             # sim side still complete
+    with pytest.raises(FileNotFoundError, match=r"real lacks 1 .*000001\.png"):
+        BuiltinDataset(copy, split="all", domain="both", size=32)
+
+
+# ---- USImageFolder / TwoDomainDataset -----------------------------------------------------------
+
+def test_image_folder_converts_modes_and_scales(tmp_path):
+    _save(tmp_path / "a_gray.png", np.full((20, 30), 255, np.uint8))
+    _save(tmp_path / "b_rgb.jpg", np.zeros((40, 40, 3), np.uint8))
+    _save(tmp_path / "c_rgba.png", np.full((16, 16, 4), 255, np.uint8))
+    _save(tmp_path / "d_16bit.tif", np.full((16, 16), 65535, np.uint16))
+    _save(tmp_path / "e_bmp.BMP", np.full((50, 20), 0, np.uint8))
+    (tmp_path / "notes.txt").write_text("not an image, not listed")
+    folder = USImageFolder(tmp_path, domain="sim", size=16)
+    assert [p.name for p in folder.files] == ["a_gray.png", "b_rgb.jpg", "c_rgba.png", "d_16bit.tif", "e_bmp.BMP"]
+    values = []
+    for image, domain in folder:
+        assert image.shape == (1, 16, 16) and image.dtype == torch.float32 and domain == SIM
+        values.append(float(image.mean()))
+    assert values == pytest.approx([1.0, -1.0, 1.0, 1.0, -1.0], abs=0.02)
+    assert folder.domains.tolist() == [SIM] * 5
+    assert USImageFolder(tmp_path, domain=1, size=16)[0][1] == REAL == DOMAINS["real"]
+
+
+def test_resize_shorter_side_then_centre_crop(tmp_path):
+    # 30 x 60 image: white side bands, black centre; after the shorter side -> 16 the 16x16 centre
+    # crop keeps only the black middle (original columns 15..44)
+    img = np.zeros((30, 60), np.uint8)
+    img[:, :12] = 255
+    img[:, 48:] = 255
+    _save(tmp_path / "wide.png", img)
+    out = USImageFolder(tmp_path, size=16)[0][0][0]
+    assert out.shape == (16, 16)
+    assert float(out[:, 2:-2].max()) < -0.99
+    tall = np.zeros((64, 16), np.uint8)
+    tall[:8] = 255
+    _save(tmp_path / "wide.png", tall)
+    assert float(USImageFolder(tmp_path, size=16)[0][0].max()) < -0.99
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
+        USImageFolder(tmp_path / "nowhere")
+    _save(tmp_path / "one.png", np.zeros((8, 8), np.uint8))
+    with pytest.raises(ValueError, match="one.png is a file, not a folder"):
+        USImageFolder(tmp_path / "one.png")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=r"no images with extensions .* \(it is empty\)"):
+        USImageFolder(empty)
+    (empty / "readme.txt").write_text("hi")
+    (empty / "data.csv").write_text("1,2")
+    with pytest.raises(ValueError, match=r"2 other files \(.csv, .txt\)"):
+        USImageFolder(empty)
+    for bad in ("128", 4, True, 12.0, None):
+        with pytest.raises(ValueError, match="size must be an int >= 8"):
+            USImageFolder(tmp_path, size=bad)
+    for bad in ("fake", 2, True, None):
+        with pytest.raises(ValueError, match="domain must be"):
+            USImageFolder(tmp_path, domain=bad)
+    with pytest.raises(ValueError, match="extensions"):
+        USImageFolder(tmp_path, extensions=())
+
+
+def test_corrupt_files_are_named(tmp_path):
+    _save(tmp_path / "good.png", np.zeros((8, 8), np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"this is not a png at all")
+    with pytest.raises(ValueError, match=r"bad\.png is not a readable image"):
+        USImageFolder(tmp_path, size=8)
+    # truncated image: header valid, data cut off -> caught when loading at the latest
+    buf = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "bad.png").write_bytes(buf[: len(buf) // 2])
+    folder = USImageFolder(tmp_path, size=8, validate=False)
+    with pytest.raises(ValueError, match=r"bad\.png is not a readable image"):
+        folder[0]
+    assert folder[1][0].shape == (1, 8, 8)
+
+
+def test_unreadable_files_raise_permission_errors(tmp_path, monkeypatch):
+    path = _save(tmp_path / "locked.png", np.zeros((8, 8), np.uint8))
+    os.chmod(path, 0)
+    try:
+        blocked = not os.access(path, os.R_OK)
+        if not blocked:
+            # running as root: permissions do not block reads, so simulate the failing open
+            real_open = ds.Image.open
+
+            def deny(fp, *args, **kwargs):
+                if str(fp).endswith("locked.png"):
+                    raise PermissionError(13, "Permission denied", str(fp))
+                return real_open(fp, *args, **kwargs)
+
+            monkeypatch.setattr(ds.Image, "open", deny)
+        with pytest.raises(PermissionError, match=r"cannot read image .*locked\.png"):
+            USImageFolder(tmp_path, size=8)
+        with pytest.raises(PermissionError, match=r"locked\.png"):
+            USImageFolder(tmp_path, size=8, validate=False)[0]
+    finally:
+        os.chmod(path, 0o644)
+    # an unlistable folder
+    monkeypatch.setattr(ds.os, "access", lambda p, mode: False)
+    with pytest.raises(PermissionError, match="cannot be listed"):
+        USImageFolder(tmp_path, size=8)
+
+
+def test_two_domain_dataset(tmp_path):
+    (tmp_path / "sim").mkdir()
+    for i in range(3):
+        _save(tmp_path / "sim" / f"{i}.png", np.full((12, 12), 10 * i, np.uint8))
+    with pytest.raises(FileNotFoundError, match=r"missing: .*real"):
+        TwoDomainDataset(tmp_path, size=8)
+    (tmp_path / "real").mkdir()
+    with pytest.raises(ValueError, match=r"no images .* in .*real"):
+        TwoDomainDataset(tmp_path, size=8)
+    for i in range(2):
+        _save(tmp_path / "real" / f"{i}.jpg", np.full((12, 12, 3), 200, np.uint8))
+    data = TwoDomainDataset(tmp_path, size=8)
+    assert len(data) == 5 and data.domains.tolist() == [SIM, SIM, SIM, REAL, REAL]
+    assert [data[i][1] for i in range(5)] == data.domains.tolist()
+    assert data[4][0].shape == (1, 8, 8) and len(data.files) == 5
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        TwoDomainDataset(tmp_path / "nope")
