@@ -246,13 +246,13 @@ class LinearClassifier:
         return {"lr": 1e-4, "epochs": 50, "batch_size": 16}
 
     # -- fitting --
-    def fit(self, z, y, normalizer: ZNormalizer | None = None, progress: bool = True) -> LinearClassifier:
+    def fit(self, z, y, progress: bool = True, normalizer: ZNormalizer | None = None) -> LinearClassifier:
         """Train on codes ``(N, D)`` and labels ``(N,)`` in {0, 1}; returns self.
 
         Args:
+            progress: show a tqdm bar over epochs with the running loss.
             normalizer: a fitted :class:`ZNormalizer` to use (the study fitted it on *all*
                 sim + real codes); by default one is fitted on `z`.
-            progress: show a tqdm bar over epochs with the running loss.
         """
         z = _check_z(z, "z", min_rows=2)
         y = _check_labels(y, len(z))
