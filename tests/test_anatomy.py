@@ -177,3 +177,15 @@ def test_a_copied_aorta_is_counted_as_an_extra_blob(phantoms):
     fake[ty - r:ty + r + 1, tx - r:tx + r + 1] = patch
     score = anatomy_score(fake, p.labels)
     assert score["aorta_count"] == 2 and score["extra_blobs"] == 1 and score["aorta_found"]
+
+
+def test_finds_the_aorta_in_real_like_renders_at_128px():
+    from usdiff.data import make_phantom, render_real
+
+    scores = []
+    for seed in range(20):
+        p = make_phantom(seed, 128)
+        scores.append(anatomy_score(render_real(p, seed=seed), p.labels))
+    assert np.mean([s["aorta_found"] for s in scores]) >= 0.75
+    assert np.median([s["aorta_error_px"] for s in scores if s["aorta_found"]]) < 2.0
+    assert np.mean([s["extra_blobs"] for s in scores]) <= 0.3
