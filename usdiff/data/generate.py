@@ -67,7 +67,7 @@ def _write_chunk(job: tuple[str, int, list[int], list[int]]) -> int:
     for i, s in zip(indices, seeds):
         name = f"{i:06d}.png"
         for folder, array in zip(FOLDERS, render_item(s, size)):
-            Image.fromarray(array, mode="L").save(root / folder / name, compress_level=6)
+            Image.fromarray(array, mode="L").save(root / folder / name, compress_level=3)
     return len(indices)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import numpy as np
 from scipy import ndimage
@@ -94,11 +94,15 @@ ACOUSTICS: dict[int, TissueProperties] = {p.label: p for p in [
 ]}
 
 
+@cache
 def tissue_table(attribute: str) -> np.ndarray:
-    """Lookup table ``(NUM_LABELS,)`` float32 of one `TissueProperties` attribute, indexed by label."""
+    """Lookup table ``(NUM_LABELS,)`` float32 (read-only) of one `TissueProperties` attribute,
+    indexed by label."""
     if attribute not in TissueProperties.__dataclass_fields__ or attribute in ("name", "label"):
         raise ValueError(f"unknown tissue attribute {attribute!r}")
-    return np.array([getattr(ACOUSTICS[i], attribute) for i in range(NUM_LABELS)], dtype=np.float32)
+    table = np.array([getattr(ACOUSTICS[i], attribute) for i in range(NUM_LABELS)], dtype=np.float32)
+    table.setflags(write=False)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,52 +187,46 @@ class _Painter:
         self.rng = rng
         self.size = labels.shape[0]
         self.px = FRAME_MM / self.size
+        self.centres = ((np.arange(self.size) + 0.5) * self.px).astype(np.float32)
 
-    def harmonics(self, amplitude: float, kmax: int = 4) -> np.ndarray:
-        """Random contour coefficients ``(kmax-1, 2)``: amplitude and phase for k = 2..kmax."""
+    def harmonics(self, amplitude: float, kmax: int = 4) -> list[tuple[float, float]]:
+        """Random contour coefficients ``(amplitude, phase)`` for harmonics k = 2..kmax."""
         k = np.arange(2, kmax + 1)
         amp = amplitude * self.rng.uniform(0.3, 1.0, len(k)) / (k - 1)
         phase = self.rng.uniform(0, 2 * np.pi, len(k))
-        return np.stack([amp, phase], axis=1)
+        return list(zip(amp.tolist(), phase.tolist()))
 
     def blob(self, label: int, cy: float, cx: float, a: float, b: float, angle: float = 0.0,
-             wobble: np.ndarray | None = None, where: np.ndarray | None = None) -> np.ndarray:
-        """Paint an ellipse (semi-axes `a` along x, `b` along y, mm) with a perturbed contour.
-
-        `where` optionally restricts painting to a boolean ``(H, W)`` mask. Returns the painted
-        boolean mask ``(H, W)``.
-        """
+             wobble: list[tuple[float, float]] | None = None) -> None:
+        """Paint an ellipse (semi-axes `a` along x, `b` along y, mm, rotated by `angle`) whose
+        polar radius is ``1 + sum_k amp_k cos(k phi + phase_k)`` times the ellipse's."""
         a, b, cy, cx = float(a), float(b), float(cy), float(cx)
-        rmax = max(a, b) * (1.0 + (0.0 if wobble is None else float(wobble[:, 0].sum())))
-        lo = np.floor(np.array([cy - rmax, cx - rmax]) / self.px - 0.5).astype(int)
-        hi = np.ceil(np.array([cy + rmax, cx + rmax]) / self.px + 0.5).astype(int) + 1
-        lo, hi = np.clip(lo, 0, self.size), np.clip(hi, 0, self.size)
-        out = np.zeros(self.labels.shape, bool)
-        if np.any(hi <= lo):
-            return out
-        ys = (np.arange(lo[0], hi[0]) + 0.5) * self.px - cy
-        xs = (np.arange(lo[1], hi[1]) + 0.5) * self.px - cx
-        dy, dx = ys[:, None].astype(np.float32), xs[None, :].astype(np.float32)
-        c, s = float(np.cos(angle)), float(np.sin(angle))
-        u, v = (c / a) * dx + (s / a) * dy, (c / b) * dy - (s / b) * dx
+        extent = sum(w[0] for w in wobble) if wobble else 0.0
+        rmax = max(a, b) * (1.0 + extent)
+        px, n = self.px, self.size
+        r0, r1 = max(0, math.floor((cy - rmax) / px - 0.5)), min(n, math.ceil((cy + rmax) / px + 0.5) + 1)
+        c0, c1 = max(0, math.floor((cx - rmax) / px - 0.5)), min(n, math.ceil((cx + rmax) / px + 0.5) + 1)
+        if r1 <= r0 or c1 <= c0:
+            return
+        dy = (self.centres[r0:r1] - np.float32(cy))[:, None]
+        dx = (self.centres[c0:c1] - np.float32(cx))[None, :]
+        c, s = math.cos(angle), math.sin(angle)
+        u = np.float32(c / a) * dx + np.float32(s / a) * dy
+        v = np.float32(c / b) * dy - np.float32(s / b) * dx
         r2 = u * u + v * v
-        if wobble is None:
-            inside = r2 <= 1.0
-        else:
-            # rho(phi) = 1 + sum_k amp_k cos(k phi + ph_k); cos/sin(k phi) by the angle-sum recurrence
-            inv = 1.0 / np.sqrt(np.maximum(r2, 1e-12))
-            c1, s1 = u * inv, v * inv
-            ck, sk, rho = c1, s1, 1.0
-            for amp, ph in wobble.tolist():
-                ck, sk = ck * c1 - sk * s1, sk * c1 + ck * s1
-                rho = rho + (amp * math.cos(ph)) * ck - (amp * math.sin(ph)) * sk
-            inside = r2 <= rho * rho
-        box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
-        if where is not None:
-            inside &= where[box]
-        self.labels[box][inside] = label
-        out[box] = inside
-        return out
+        inside = r2 <= (1.0 - extent) ** 2
+        if wobble:
+            # only the annulus the contour can cross needs rho(phi); cos/sin(k phi) by recurrence
+            amb = ~inside & (r2 < (1.0 + extent) ** 2)
+            ua, va, ra = u[amb], v[amb], r2[amb]
+            inv = 1.0 / np.sqrt(np.maximum(ra, np.float32(1e-12)))
+            c1_, s1_ = ua * inv, va * inv
+            ck, sk, rho = c1_, s1_, 1.0
+            for amp, ph in wobble:
+                ck, sk = ck * c1_ - sk * s1_, sk * c1_ + ck * s1_
+                rho = rho + np.float32(amp * math.cos(ph)) * ck - np.float32(amp * math.sin(ph)) * sk
+            inside[amb] = ra <= rho * rho
+        self.labels[r0:r1, c0:c1][inside] = label
 
 
 _PROFILE_T = np.linspace(-np.pi, np.pi, 1441)

@@ -53,7 +53,7 @@ _DB20 = np.log(10.0) / 20.0
 
 
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class FanGeometry:
     """Polar sampling and scan conversion of a convex probe for a ``size`` x ``size`` frame.
 
@@ -399,32 +399,32 @@ def _wall_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return coef.astype(np.float32), np.log(z).astype(np.float32), walled
 
 
-_OFF = np.arange(-2, 3)
-
-
 def _specular_amplitude(lab: np.ndarray, geom: FanGeometry) -> np.ndarray:
     """Amplitude reflection coefficient at each interface sample ``(n_depth, n_lines)`` float32,
     weighted by how squarely the interface faces the beam (0.1 parallel .. 1 normal); boundaries
-    of walled tissues (capsules, vessels) reflect as through a thin layer of `WALL_IMPEDANCE`.
-    Evaluated only at the interface samples."""
+    of walled tissues (capsules, vessels) reflect as through a thin layer of `WALL_IMPEDANCE`."""
     nd, nl = lab.shape
-    coef, logz, _ = _wall_tables()
+    coef, logz_table, _ = _wall_tables()
     ci, cj = np.nonzero(lab[1:] != lab[:-1])
     ci = ci + 1
     r = coef[lab[ci - 1, cj], lab[ci, cj]]
-    # Orientation: gradient of the 3x3 box-smoothed log impedance from a 5x5 neighbourhood.
-    rows = np.clip(ci[:, None, None] + _OFF[None, :, None], 0, nd - 1)
-    cols = np.clip(cj[:, None, None] + _OFF[None, None, :], 0, nl - 1)
-    nb = logz[lab[rows, cols]]                                   # (M, 5, 5)
-    box = nb[:, :, 1:4].sum(2)                                   # (M, 5): rows summed over 3 lines
-    gz = ((box[:, 2:5].sum(1) - box[:, 0:3].sum(1)) / 9.0) / (2.0 * geom.dz_mm)
-    band = nb[:, 1:4, :].sum(1)                                  # (M, 5): columns over 3 rows
-    spacing = geom.line_spacing_mm().astype(np.float32)[ci]
-    gl = ((band[:, 2:5].sum(1) - band[:, 0:3].sum(1)) / 9.0) / (2.0 * spacing)
+    # Orientation: central differences of the 3x3 box-smoothed log impedance at the interfaces.
+    smooth = ndimage.uniform_filter(np.take(logz_table, lab), 3, mode="nearest")
+    up, down = ci - 1, np.minimum(ci + 1, nd - 1)
+    left, right = np.maximum(cj - 1, 0), np.minimum(cj + 1, nl - 1)
+    gz = (smooth[down, cj] - smooth[up, cj]) / np.float32(2.0 * geom.dz_mm)
+    gl = (smooth[ci, right] - smooth[ci, left]) / (2.0 * _line_spacing(geom)[ci])
     facing = gz * gz / (gz * gz + gl * gl + np.float32(1e-12))
     spec = np.zeros((nd, nl), np.float32)
     spec[ci, cj] = r * (0.1 + 0.9 * facing)
     return spec
+
+
+@lru_cache(maxsize=16)
+def _line_spacing(geom: FanGeometry) -> np.ndarray:
+    spacing = geom.line_spacing_mm().astype(np.float32)
+    spacing.setflags(write=False)
+    return spacing
 
 
 # ---------------------------------------------------------------------------------------------
