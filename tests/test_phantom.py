@@ -10,6 +10,7 @@ from usdiff.data import (
     count_components,
     hounsfield,
     make_phantom,
+    tissue_colors,
     tissue_table,
 )
 from usdiff.data.phantom import APEX_X_MM, FRAME_MM, frame_grid
@@ -87,6 +88,8 @@ def test_tissue_table_and_hounsfield_values():
     assert np.median(hu[p.labels == TISSUES["fat"]]) < -50
     assert np.all(hu[p.labels == TISSUES["background"]] == -1000)
     assert np.array_equal(hounsfield(p.labels, p.seed), hu)
+    colors = tissue_colors()
+    assert colors.shape == (len(TISSUES), 3) and len({tuple(c) for c in colors}) == len(TISSUES)
 
 
 def test_bad_size_is_rejected():

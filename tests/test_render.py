@@ -7,6 +7,7 @@ from usdiff.data import (
     TISSUES,
     OperatorSettings,
     fan_geometry,
+    homogeneous_mask,
     local_snr_map,
     make_phantom,
     render_real,
@@ -99,8 +100,10 @@ def test_bone_casts_an_acoustic_shadow_in_both_renderers(renders):
 
 
 def _liver_interior(p):
+    mask = homogeneous_mask(p, "liver", margin=4)
     inside = (p.labels == LIVER) & fan_geometry(p.size).fan
-    return ndimage.binary_erosion(inside, iterations=4) & ~shadow_mask(p)
+    assert np.array_equal(mask, ndimage.binary_erosion(inside, iterations=4) & ~shadow_mask(p))
+    return mask
 
 
 def test_speckle_snr_is_rayleigh_for_real_and_far_from_it_for_sim(renders):
@@ -161,3 +164,5 @@ def test_label_maps_are_validated():
         render_sim(np.zeros((10, 12), np.uint8))
     with pytest.raises(ValueError, match="valid labels"):
         render_real(np.full((32, 32), 99, np.uint8), 0)
+    with pytest.raises(ValueError, match="unknown tissue 'spleen'"):
+        homogeneous_mask(make_phantom(0, 32), "spleen")

@@ -26,6 +26,7 @@ from .phantom import (
     count_components,
     hounsfield,
     make_phantom,
+    tissue_colors,
     tissue_table,
 )
 from .render import (
@@ -33,6 +34,7 @@ from .render import (
     FanGeometry,
     OperatorSettings,
     fan_geometry,
+    homogeneous_mask,
     local_snr_map,
     render_real,
     render_sim,
@@ -45,8 +47,9 @@ _DATASETS = ("USImageFolder", "TwoDomainDataset", "BuiltinDataset", "SIM", "REAL
 
 __all__ = [
     "ACOUSTICS", "AORTA", "BONE", "LABEL_NAMES", "NUM_LABELS", "TISSUES", "Phantom", "TissueProperties",
-    "aorta_mask", "count_components", "hounsfield", "make_phantom", "tissue_table",
-    "RAYLEIGH_SNR", "FanGeometry", "OperatorSettings", "fan_geometry", "local_snr_map", "render_real",
+    "aorta_mask", "count_components", "hounsfield", "make_phantom", "tissue_colors", "tissue_table",
+    "RAYLEIGH_SNR", "FanGeometry", "OperatorSettings", "fan_geometry", "homogeneous_mask", "local_snr_map",
+    "render_real",
     "render_sim", "shadow_mask", "speckle_snr",
     "assign_splits", "ensure_dataset", "generate_dataset", "item_seed", "load_manifest", "render_item",
     *_DATASETS,

@@ -105,6 +105,19 @@ def tissue_table(attribute: str) -> np.ndarray:
     return table
 
 
+_COLORS = {
+    "background": (0.0, 0.0, 0.0), "skin": (0.96, 0.80, 0.69), "fat": (0.99, 0.91, 0.45),
+    "muscle": (0.80, 0.30, 0.30), "liver": (0.55, 0.27, 0.07), "kidney": (0.85, 0.55, 0.75),
+    "aorta": (0.90, 0.05, 0.05), "ivc": (0.20, 0.35, 0.90), "bone": (0.95, 0.95, 0.95),
+    "bowel": (0.55, 0.70, 0.45), "gas": (0.45, 0.85, 0.95),
+}
+
+
+def tissue_colors() -> np.ndarray:
+    """RGB colour per label ``(NUM_LABELS, 3)`` in [0, 1], for plotting label maps."""
+    return np.array([_COLORS[LABEL_NAMES[i]] for i in range(NUM_LABELS)], dtype=np.float32)
+
+
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Phantom:

@@ -38,6 +38,7 @@ from .phantom import (
     NUM_LABELS,
     OPENING_DEG,
     PROBE_RADIUS_MM,
+    TISSUES,
     Phantom,
     frame_grid,
     tissue_table,
@@ -355,10 +356,10 @@ def render_real(phantom: Phantom | np.ndarray, seed: int, *, freq_mhz: float = 2
     envelope = np.abs(geom.scan_convert(iq))
     db = np.log(np.maximum(envelope, np.float32(1e-6))) / np.float32(_DB20)
     image = (db - 0.45 * ops.dynamic_range_db) / ops.dynamic_range_db + 1.0
-    if smooth > 0:   # the scanner's display resampling
-        image = ndimage.gaussian_filter(image, smooth, mode="nearest")
     image = np.clip(image, 0.0, 1.0).astype(np.float32)
     image[~geom.fan] = 0.0
+    if smooth > 0:   # the scanner's display resampling, normalised inside the fan (no dark rim)
+        image = ndimage.gaussian_filter(image, smooth, mode="constant") * _inverse_fan_weight(size, smooth)
     if return_envelope:
         return image, envelope.astype(np.float32)
     return image
@@ -462,6 +463,28 @@ def local_snr_map(envelope: np.ndarray, window: int = 9, fan: np.ndarray | None 
         inside = ndimage.minimum_filter(np.asarray(fan, np.uint8), window, mode="constant") > 0
         snr[~inside] = np.nan
     return snr.astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _inverse_fan_weight(size: int, sigma: float) -> np.ndarray:
+    """``1 / gaussian(fan)`` inside the fan and 0 outside, ``(size, size)`` float32."""
+    fan = fan_geometry(size).fan
+    weight = ndimage.gaussian_filter(fan.astype(np.float32), sigma, mode="constant")
+    inv = np.where(fan, 1.0 / np.maximum(weight, 1e-6), 0.0).astype(np.float32)
+    inv.setflags(write=False)
+    return inv
+
+
+def homogeneous_mask(phantom: Phantom | np.ndarray, tissue: str = "liver", margin: int = 4) -> np.ndarray:
+    """Boolean ``(H, W)``: the interior of `tissue` inside the fan, at least `margin` pixels from
+    its boundary and outside acoustic shadows, where speckle statistics are homogeneous."""
+    labels = _check_phantom(phantom)
+    if tissue not in TISSUES:
+        raise ValueError(f"unknown tissue {tissue!r}; known: {sorted(TISSUES)}")
+    inside = (labels == TISSUES[tissue]) & fan_geometry(labels.shape[0]).fan
+    if margin > 0:
+        inside = ndimage.binary_erosion(inside, iterations=int(margin))
+    return inside & ~shadow_mask(labels)
 
 
 def shadow_mask(phantom: Phantom | np.ndarray, occluders: tuple[int, ...] = (BONE, GAS)) -> np.ndarray:
