@@ -15,6 +15,7 @@ import json
 import multiprocessing as mp
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -123,14 +124,16 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
     seeds = [item_seed(seed, i) for i in range(n)]
     chunk = 32
     jobs = [(str(root), size, list(range(a, min(a + chunk, n))), seeds[a:a + chunk]) for a in range(0, n, chunk)]
-    with tqdm(total=n, desc=f"usdiff data ({size}px)", unit="pair", disable=not progress) as bar:
-        if workers == 1 or n <= 2 * chunk:
+    bar = partial(tqdm, total=n, desc=f"usdiff data ({size}px)", unit="pair", disable=not progress)
+    if workers == 1 or n <= 2 * chunk:
+        with bar() as b:
             for job in jobs:
-                bar.update(_write_chunk(job))
-        else:
-            with _context().Pool(min(workers, len(jobs))) as pool:
-                for done in pool.imap_unordered(_write_chunk, jobs):
-                    bar.update(done)
+                b.update(_write_chunk(job))
+    else:
+        # the pool forks before the progress bar starts its monitor thread
+        with _context().Pool(min(workers, len(jobs))) as pool, bar() as b:
+            for done in pool.imap_unordered(_write_chunk, jobs):
+                b.update(done)
 
     names = assign_splits(n, seed, tuple(fractions))
     manifest = {
