@@ -1,0 +1,381 @@
+"""Measuring translations: codes of a data set, anatomy along a strip, manipulation sweeps, widgets.
+
+The notebooks on interpolation, classifier manipulation and the latent space share these steps:
+
+* :func:`encode_dataset` / :func:`encode_images`: semantic codes ``z_sem`` of many images;
+* :func:`strip_anatomy`: aortas along an interpolation strip, their distance to the source and
+  target label maps, and where the anatomy *jumps* (the lowest Dice of the dark-structure masks
+  of two consecutive frames);
+* :func:`manipulation_sweep` and :func:`sweep_metrics`: decode images after moving their
+  ``z_sem`` along one or more classifier directions by a range of alphas (each image keeps its
+  own ``x_T``), then score realness (a judge classifier on the moved code and on the re-encoded
+  image, the Fréchet distance to real codes) and anatomy (aorta count and position) per alpha;
+* :func:`interpolation_widget` and :func:`manipulation_widget`: ipywidgets front ends.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .latent import LinearClassifier
+from .metrics.anatomy import (
+    anatomy_score,
+    aorta_position_error,
+    count_aortas,
+    dark_structure_mask,
+    dice,
+)
+from .metrics.frechet import fid_from_features
+from .translate import _model_device, interpolate, manipulate_z
+
+__all__ = [
+    "encode_images",
+    "encode_dataset",
+    "strip_anatomy",
+    "anatomy_table",
+    "manipulation_sweep",
+    "sweep_metrics",
+    "interpolation_widget",
+    "manipulation_widget",
+]
+
+
+# ---- codes ---------------------------------------------------------------------------------------
+
+def _as_batch(images) -> torch.Tensor:
+    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images), dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"images must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
+    return x.float()
+
+
+@torch.no_grad()
+def encode_images(model, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
+    """``z_sem`` of images ``(B, 1, H, W)`` in [-1, 1] as float64 numpy ``(B, D)``, in batches."""
+    x = _as_batch(images)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    device = _model_device(model)
+    starts = range(0, len(x), batch_size)
+    out = [model.encode(x[s:s + batch_size].to(device)).cpu()
+           for s in tqdm(starts, desc="encode z_sem", disable=not progress, leave=False)]
+    return torch.cat(out).double().numpy()
+
+
+@torch.no_grad()
+def encode_dataset(model, dataset, batch_size: int = 64, indices: Sequence[int] | None = None,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Semantic codes and domain labels of a dataset yielding ``(image (1, H, W), domain)``.
+
+    Args:
+        model: a :class:`usdiff.model.DiffAE` (its ``encode`` is used).
+        dataset: e.g. :class:`usdiff.data.BuiltinDataset` (``domain="both"``: sim then real).
+        indices: the items to encode (default: all), in this order.
+
+    Returns:
+        ``(z (N, D) float64, y (N,) int64)``, ``y`` 0 = sim, 1 = real.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    idx = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
+    if len(idx) == 0:
+        raise ValueError("nothing to encode: the dataset (or the given indices) is empty")
+    device = _model_device(model)
+    zs, ys = [], []
+    for s in tqdm(range(0, len(idx), batch_size), desc="encode z_sem", disable=not progress, leave=False):
+        items = [dataset[int(i)] for i in idx[s:s + batch_size]]
+        x = torch.stack([torch.as_tensor(im) for im, _ in items]).float().to(device)
+        zs.append(model.encode(x).cpu())
+        ys += [int(d) for _, d in items]
+    return torch.cat(zs).double().numpy(), np.asarray(ys, dtype=np.int64)
+
+
+# ---- anatomy -------------------------------------------------------------------------------------
+
+def strip_anatomy(images, label_maps: Mapping[str, np.ndarray], value_range=(-1.0, 1.0), **settings) -> dict:
+    """Anatomy along a strip of frames ``(N, 1, H, W)`` (an interpolation path).
+
+    Args:
+        label_maps: named label maps ``(H, W)`` to measure the aorta position against, e.g.
+            ``{"source": labels_a, "target": labels_b}``.
+        settings: detector settings of :func:`usdiff.metrics.anatomy.detect_dark_blobs`.
+
+    Returns:
+        dict with ``aorta_count`` ``(N,)`` (dark round blobs per frame), ``error_<name>``
+        ``(N,)`` (px from that label map's aorta to the nearest blob, NaN when none),
+        ``masks`` ``(N, H, W)`` (all enclosed dark structures, :func:`dark_structure_mask`),
+        ``mask_dice_next`` ``(N - 1,)`` (Dice of the masks of frames ``k`` and ``k + 1``) and
+        ``jump``: the ``k`` with the lowest such Dice, i.e. the largest change of the dark
+        anatomy happens between frames ``k`` and ``k + 1``.
+    """
+    x = _as_batch(images)
+    if len(x) < 2:
+        raise ValueError(f"a strip needs at least 2 frames, got {len(x)}")
+    frames = x[:, 0].numpy()
+    out: dict = {"aorta_count": np.asarray(count_aortas(frames, value_range=value_range, **settings))}
+    for name, lab in label_maps.items():
+        out[f"error_{name}"] = np.array([aorta_position_error(f, lab, value_range=value_range, **settings)
+                                         for f in frames])
+    masks = dark_structure_mask(frames, value_range=value_range, **settings)
+    out["masks"] = masks
+    out["mask_dice_next"] = np.array([dice(masks[k], masks[k + 1]) for k in range(len(masks) - 1)])
+    out["jump"] = int(np.argmin(out["mask_dice_next"]))
+    return out
+
+
+def anatomy_table(images, label_maps, value_range=(-1.0, 1.0), **settings) -> dict[str, np.ndarray]:
+    """:func:`~usdiff.metrics.anatomy.anatomy_score` of every image ``(B, 1, H, W)`` as arrays.
+
+    Args:
+        label_maps: one ``(H, W)`` map for all images or ``(B, H, W)``, one per image.
+
+    Returns:
+        dict of ``(B,)`` arrays: ``aorta_count``, ``aorta_found``, ``aorta_error_px``,
+        ``extra_blobs``, ``aorta_dice``, ``vessel_dice`` and ``one_aorta`` (count == 1).
+    """
+    x = _as_batch(images)
+    labs = np.asarray(label_maps)
+    if labs.ndim == 2:
+        labs = np.broadcast_to(labs, (len(x), *labs.shape))
+    if labs.ndim != 3 or len(labs) != len(x):
+        raise ValueError(f"label_maps must be (H, W) or (B={len(x)}, H, W), got shape {labs.shape}")
+    rows = [anatomy_score(x[i, 0].numpy(), labs[i], value_range=value_range, **settings) for i in range(len(x))]
+    table = {k: np.array([r[k] for r in rows]) for k in rows[0]} if rows else {}
+    table["one_aorta"] = table["aorta_count"] == 1
+    return table
+
+
+# ---- manipulation sweeps -------------------------------------------------------------------------
+
+@torch.no_grad()
+def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], alphas: Sequence[float],
+                       encode_steps: int = 100, decode_steps: int = 20, batch_size: int | None = 32,
+                       progress: bool = True) -> dict:
+    """Decode images after moving their ``z_sem`` along each classifier's direction by each alpha.
+
+    Every image is encoded once to ``(z, x_T)`` (DDIM inversion with its own ``z``); for each
+    classifier and alpha, ``z' = manipulate_z(z, classifier, alpha)`` is decoded with the same
+    ``x_T``. ``alpha = 0`` is the plain reconstruction (decoded once, shared by all classifiers).
+
+    Args:
+        x: images ``(B, 1, H, W)`` in [-1, 1].
+        classifiers: named fitted :class:`~usdiff.latent.LinearClassifier` (e.g. BCE and MSE).
+
+    Returns:
+        dict with ``alphas`` ``(K,)``, ``z`` ``(B, D)``, ``x_T`` ``(B, 1, H, W)`` and, per
+        classifier name, ``images[name]`` ``(K, B, 1, H, W)`` and ``z_manip[name]`` ``(K, B, D)``
+        (all CPU tensors).
+    """
+    x = _as_batch(x)
+    alphas = [float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64))]
+    if not alphas:
+        raise ValueError("alphas must contain at least one value")
+    if not classifiers:
+        raise ValueError("classifiers must name at least one fitted LinearClassifier")
+    device = _model_device(model)
+    x = x.to(device)
+    z = model.encode(x)
+    x_T = model.encode_stochastic(x, z, steps=encode_steps, progress=progress)
+    size = batch_size or len(x)
+
+    def decode(z_new):
+        return torch.cat([model.decode(x_T[s:s + size], z_new[s:s + size], steps=decode_steps).cpu()
+                          for s in range(0, len(x), size)])
+
+    recon = decode(z) if 0.0 in alphas else None
+    jobs = [(name, k) for name in classifiers for k, a in enumerate(alphas) if a != 0.0]
+    bar = tqdm(total=len(jobs), desc="manipulate", disable=not progress, leave=False)
+    images, z_manip = {}, {}
+    for name, clf in classifiers.items():
+        zs, ims = [], []
+        for a in alphas:
+            z_new = z if a == 0.0 else manipulate_z(z, clf, a)
+            zs.append(z_new.cpu())
+            if a == 0.0:
+                ims.append(recon)
+            else:
+                ims.append(decode(z_new))
+                bar.update(1)
+        images[name], z_manip[name] = torch.stack(ims), torch.stack(zs)
+    bar.close()
+    return {"alphas": torch.tensor(alphas), "z": z.cpu(), "x_T": x_T.cpu(), "images": images, "z_manip": z_manip}
+
+
+def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_z=None,
+                  batch_size: int = 64, value_range=(-1.0, 1.0), **settings) -> dict[str, dict[str, np.ndarray]]:
+    """Realness and anatomy per alpha of a :func:`manipulation_sweep`.
+
+    Args:
+        judge: the classifier whose ``P(real)`` scores every classifier's results (one judge
+            keeps the curves comparable; an MSE classifier's score is not a probability).
+        label_maps: ``(B, H, W)`` label maps of the swept images (or one ``(H, W)``).
+        real_z: codes ``(M, D)`` of real images for the Fréchet distance (None: skipped).
+
+    Returns:
+        ``{name: metrics}`` with ``(K,)`` arrays over the alphas: ``p_code`` (mean ``P(real)``
+        of the moved codes ``z'``: what we asked for), ``p_image`` (mean ``P(real)`` of the
+        decoded images encoded again: what we got), ``fd_real`` (Fréchet distance between the
+        re-encoded codes and `real_z`; NaN without it), ``aorta_count`` (mean), ``one_aorta``
+        (fraction of images with exactly one), ``aorta_found`` (fraction with a blob on the
+        true aorta), ``aorta_error_px`` (median over images with a blob) and ``extra_blobs``
+        (mean blobs off every vessel).
+    """
+    out = {}
+    for name, ims in sweep["images"].items():
+        k_count = len(ims)
+        m = {key: np.full(k_count, np.nan) for key in ("p_code", "p_image", "fd_real", "aorta_count", "one_aorta",
+                                                        "aorta_found", "aorta_error_px", "extra_blobs")}
+        for k in range(k_count):
+            m["p_code"][k] = judge.predict_proba(sweep["z_manip"][name][k].double().numpy())[:, 1].mean()
+            z_img = encode_images(model, ims[k], batch_size=batch_size)
+            m["p_image"][k] = judge.predict_proba(z_img)[:, 1].mean()
+            if real_z is not None and len(z_img) >= 2:
+                m["fd_real"][k] = fid_from_features(z_img, real_z)
+            table = anatomy_table(ims[k], label_maps, value_range=value_range, **settings)
+            errors = table["aorta_error_px"][np.isfinite(table["aorta_error_px"])]
+            m["aorta_count"][k] = table["aorta_count"].mean()
+            m["one_aorta"][k] = table["one_aorta"].mean()
+            m["aorta_found"][k] = table["aorta_found"].mean()
+            m["aorta_error_px"][k] = np.median(errors) if len(errors) else np.nan
+            m["extra_blobs"][k] = table["extra_blobs"].mean()
+        out[name] = m
+    return out
+
+
+# ---- widgets -------------------------------------------------------------------------------------
+
+def _show(output, fig) -> None:
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    with output:
+        output.clear_output(wait=True)
+        display(fig)
+    plt.close(fig)
+
+
+def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+                         n_steps: int = 6, max_steps: int = 12, encode_steps: int = 20, decode_steps: int = 10,
+                         judge: LinearClassifier | None = None):
+    """Pick a source and a target image and a number of steps, press the button, see the strip.
+
+    Args:
+        sources, targets: named images ``(1, H, W)`` in [-1, 1] for the two dropdowns.
+        judge: optional classifier; each frame's title then shows ``P(real)`` of its path code.
+
+    Returns:
+        an ``ipywidgets.VBox``; ``.controls`` holds the ``source``, ``target``, ``n_steps`` and
+        ``run`` widgets, ``.state`` the last result of :func:`usdiff.translate.interpolate`
+        (filled when the button is pressed; nothing is decoded before).
+    """
+    import ipywidgets as widgets
+
+    from .viz import show_grid
+
+    if not sources or not targets:
+        raise ValueError("sources and targets must each hold at least one named image")
+    controls = {
+        "source": widgets.Dropdown(options=list(sources), description="source"),
+        "target": widgets.Dropdown(options=list(targets), description="target"),
+        "n_steps": widgets.IntSlider(value=n_steps, min=2, max=max(max_steps, n_steps), description="steps"),
+        "run": widgets.Button(description="interpolate", button_style="primary"),
+    }
+    output = widgets.Output()
+    box = widgets.VBox([widgets.HBox([controls["source"], controls["target"]]),
+                        widgets.HBox([controls["n_steps"], controls["run"]]), output])
+    box.controls, box.state = controls, {}
+
+    def run(_=None):
+        a, b = sources[controls["source"].value], targets[controls["target"].value]
+        res = interpolate(model, a, b, n_steps=controls["n_steps"].value, encode_steps=encode_steps,
+                          decode_steps=decode_steps, progress=False)
+        box.state.clear()
+        box.state.update({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in res.items()})
+        titles = [f"a={t:.2f}" for t in res["alphas"].tolist()]
+        if judge is not None:
+            p = judge.predict_proba(res["z"].double().cpu().numpy())[:, 1]
+            titles = [f"{t}\nP(real)={q:.2f}" for t, q in zip(titles, p)]
+        fig = show_grid(res["images"], titles=titles, value_range=(-1, 1), size=1.6,
+                        suptitle=f"{controls['source'].value} -> {controls['target'].value}")
+        _show(output, fig)
+
+    controls["run"].on_click(run)
+    box.run = run
+    return box
+
+
+def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: Mapping[str, LinearClassifier],
+                        alpha: float = 0.3, alpha_range: tuple[float, float] = (-0.75, 0.75), alpha_step: float = 0.05,
+                        encode_steps: int = 20, decode_steps: int = 10, judge: LinearClassifier | None = None,
+                        draw: bool = True):
+    """Slide alpha, toggle the classifier and pick an image; the manipulated image redraws live.
+
+    Each image is encoded to ``(z, x_T)`` the first time it is shown (then cached); moving the
+    slider decodes ``manipulate_z(z, classifier, alpha)`` with that ``x_T`` next to the
+    reconstruction (alpha = 0).
+
+    Args:
+        images: named images ``(1, H, W)`` in [-1, 1] for the dropdown.
+        classifiers: named fitted classifiers for the toggle (e.g. ``{"BCE": ..., "MSE": ...}``).
+        judge: classifier whose ``P(real)`` of the moved code is shown (default: the selected one).
+        draw: decode and show the first view at once.
+
+    Returns:
+        an ``ipywidgets.VBox``; ``.controls`` holds ``image``, ``classifier`` and ``alpha``;
+        ``.state`` the last view: ``image`` name, ``classifier`` name, ``alpha``, ``z``
+        (moved code), ``x_T``, ``recon`` and ``manipulated`` ``(1, 1, H, W)``, ``p_real``.
+    """
+    import ipywidgets as widgets
+
+    from .viz import show_grid
+
+    if not images or not classifiers:
+        raise ValueError("images and classifiers must each hold at least one entry")
+    lo, hi = alpha_range
+    controls = {
+        "image": widgets.Dropdown(options=list(images), description="image"),
+        "classifier": widgets.ToggleButtons(options=list(classifiers), description="classifier"),
+        "alpha": widgets.FloatSlider(value=alpha, min=lo, max=hi, step=alpha_step, description="alpha",
+                                     continuous_update=False, readout_format=".2f"),
+    }
+    output = widgets.Output()
+    box = widgets.VBox([widgets.HBox([controls["image"], controls["classifier"]]), controls["alpha"], output])
+    box.controls, box.state = controls, {}
+    cache: dict = {}
+    device = _model_device(model)
+
+    @torch.no_grad()
+    def codes(name):
+        if name not in cache:
+            x = _as_batch(images[name][None] if images[name].ndim == 3 else images[name]).to(device)
+            z = model.encode(x)
+            x_T = model.encode_stochastic(x, z, steps=encode_steps)
+            cache[name] = (z, x_T, model.decode(x_T, z, steps=decode_steps).cpu())
+        return cache[name]
+
+    @torch.no_grad()
+    def redraw(_=None):
+        name, cname, a = controls["image"].value, controls["classifier"].value, float(controls["alpha"].value)
+        clf = classifiers[cname]
+        z, x_T, recon = codes(name)
+        z_new = manipulate_z(z, clf, a)
+        out = model.decode(x_T, z_new, steps=decode_steps).cpu()
+        p = float((judge or clf).predict_proba(z_new.double().cpu().numpy())[0, 1])
+        box.state.clear()
+        box.state.update({"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(),
+                          "recon": recon, "manipulated": out, "p_real": p})
+        fig = show_grid(torch.cat([recon, out]), titles=["reconstruction", f"{cname}, alpha={a:+.2f}\nP(real)={p:.2f}"],
+                        value_range=(-1, 1), size=2.6)
+        _show(output, fig)
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    box.redraw = redraw
+    if draw:
+        redraw()
+    return box
