@@ -64,6 +64,7 @@ def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_
         ValueError: if neither or both of `data_dir` and `images_dir` are given, or `n` < 1.
     """
     from .data import BuiltinDataset, USImageFolder
+    from .metrics.evaluate import diffae_samples
     from .train import load_model
 
     if (data_dir is None) == (images_dir is None):
@@ -77,17 +78,14 @@ def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_
         dataset = BuiltinDataset(data_dir, split=split, domain="both", size=size)
     else:
         dataset = USImageFolder(images_dir, domain="real", size=size)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
     written: list[Path] = []
     bar = tqdm(total=n, desc="sample", disable=not progress)
     while len(written) < n:
         for _, x0 in _batches(dataset, batch_size):
-            x0 = x0[: n - len(written)].to(device)
-            z = model.encode(x0)
-            x_t = torch.randn(x0.shape, generator=generator).to(device)
-            images = model.decode(x_t, z, steps=steps)
+            x0 = x0[: n - len(written)]
+            images = diffae_samples(model, x0, steps=steps, batch_size=batch_size, seed=seed + len(written))
             names = [f"{i:06d}.png" for i in range(len(written), len(written) + len(x0))]
-            written += save_batch(images, out_dir, names)
+            written += save_batch(images, out_dir, names, value_range=(0.0, 1.0))
             bar.update(len(x0))
             if len(written) >= n:
                 break
