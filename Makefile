@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check usdiff tests benchmarks
+	$(PY) -m ruff check usdiff tests benchmarks scripts
 
 test: $(STAMP) lint
 	USDIFF_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
