@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 from PIL import Image
 
 from usdiff.metrics import (
@@ -14,6 +15,8 @@ from usdiff.metrics import (
     frechet_distance,
     kid,
     load_image_folder,
+    report_table,
+    take_images,
 )
 
 
@@ -260,3 +263,25 @@ def test_load_image_folder_errors(tmp_path):
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mixed" / "zzz.png")
     with pytest.raises(ValueError, match="different sizes"):
         load_image_folder(tmp_path / "mixed")
+
+
+def test_take_images_maps_model_range_and_subsets():
+    images = torch.linspace(-1, 1, 10).view(10, 1, 1, 1).expand(10, 1, 4, 4)
+    dataset = torch.utils.data.TensorDataset(images, torch.zeros(10))
+    first = take_images(dataset, 3)
+    torch.testing.assert_close(first, (images[:3] + 1) / 2)
+    picked = take_images(dataset, 4, seed=0)
+    values = picked[:, 0, 0, 0]
+    assert len(set(values.tolist())) == 4 and torch.all(values[1:] > values[:-1])  # distinct, index order
+    with pytest.raises(ValueError, match=r"n must be in \[1, 10\]"):
+        take_images(dataset, 11)
+
+
+def test_report_table_lists_every_row():
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((50, 4)), rng.standard_normal((50, 4)) + 1
+    rows = {"same": distance_report(a, a + 0.01, kid_subsets=3), "shifted": distance_report(a, b, kid_subsets=3)}
+    text = report_table(rows)
+    lines = text.splitlines()
+    assert len(lines) == 4 and lines[2].startswith("same") and lines[3].startswith("shifted")
+    assert f"{rows['shifted']['fd']:.3f}" in lines[3] and "50/50" in lines[3]

@@ -13,6 +13,8 @@ from .evaluate import (
     fid_bias_curve,
     fid_folders,
     load_image_folder,
+    report_table,
+    take_images,
 )
 from .frechet import GaussianStats, fid_from_features, frechet_distance, kid, trace_sqrt_product
 from .inception import InceptionFeatures, extract_features, find_inception_weights
@@ -33,5 +35,7 @@ __all__ = [
     "frechet_distance",
     "kid",
     "load_image_folder",
+    "report_table",
+    "take_images",
     "trace_sqrt_product",
 ]

@@ -16,8 +16,8 @@ from PIL import Image
 from .frechet import check_features, fid_from_features, kid
 from .inception import InceptionFeatures, extract_features
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "load_image_folder", "distance_report",
-           "fid_folders", "fid_bias_curve", "diffae_samples"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "load_image_folder", "take_images", "distance_report",
+           "report_table", "fid_folders", "fid_bias_curve", "diffae_samples"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -92,6 +92,33 @@ def load_image_folder(directory: str | Path, n: int | None = None, size: int | N
     return torch.stack([dataset[i] for i in range(len(dataset))])
 
 
+def take_images(dataset, n: int | None = None, seed: int | None = None,
+                value_range: tuple[float, float] = (-1.0, 1.0)) -> torch.Tensor:
+    """`n` images of a map-style dataset as one tensor ``(n, 1, H, W)`` in ``[0, 1]`` (CPU).
+
+    Items may be ``image`` or ``(image, ...)`` (the usdiff datasets yield ``(image in [-1, 1],
+    domain)``, hence the default `value_range`). The first `n` items, or a random subset
+    (without replacement, in index order) when `seed` is given.
+
+    Raises:
+        ValueError: if `n` is not in ``[1, len(dataset)]``.
+    """
+    total = len(dataset)
+    n = total if n is None else n
+    if not 1 <= n <= total:
+        raise ValueError(f"n must be in [1, {total}] (the dataset size), got {n}")
+    if seed is None:
+        indices = range(n)
+    else:
+        indices = np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).tolist()
+    items = []
+    for i in indices:
+        item = dataset[i]
+        items.append(torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item))
+    lo, hi = value_range
+    return ((torch.stack(items).float() - lo) / (hi - lo)).clamp(0.0, 1.0)
+
+
 def _features(x, extractor, n: int, batch_size: int, progress: bool, argname: str) -> np.ndarray:
     """Features of images (4-D tensor/array, Dataset, loader), or `x` itself if it is 2-D features."""
     if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 2:
@@ -140,6 +167,20 @@ def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int 
         "features": getattr(extractor, "name", "precomputed features"),
         "dim": int(f_real.shape[1]),
     }
+
+
+def report_table(rows: dict[str, dict], kid_scale: float = 1e3) -> str:
+    """Reports of :func:`distance_report` as an aligned text table (one line per named row)."""
+    if not rows:
+        raise ValueError("rows must contain at least one report")
+    name_w = max(len(k) for k in rows) + 2
+    metric = next(iter(rows.values()))["metric"].split(" (")[0]
+    header = (f"{'':<{name_w}}{metric:>10}   {'KID x ' + format(kid_scale, 'g'):>18}   {'n real/fake':>11}")
+    lines = [header, "-" * len(header)]
+    for name, r in rows.items():
+        kid_text = f"{r['kid_mean'] * kid_scale:.2f} ± {r['kid_std'] * kid_scale:.2f}"
+        lines.append(f"{name:<{name_w}}{r['fd']:>10.3f}   {kid_text:>18}   {r['n_real']:>5}/{r['n_fake']:<5}")
+    return "\n".join(lines)
 
 
 def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2",
