@@ -13,6 +13,7 @@ from usdiff.analysis import (
     interpolation_widget,
     manipulation_sweep,
     manipulation_widget,
+    plot_strip,
     strip_anatomy,
     sweep_metrics,
 )
@@ -236,3 +237,24 @@ def test_widgets_reject_empty_choices(model, classifiers):
     with pytest.raises(ValueError):
         manipulation_widget(model, {"a": images(1)[0]}, {})
     assert isinstance(classifiers["bce"], LinearClassifier)
+
+
+def test_plot_strip_puts_the_inputs_above_the_ends():
+    import matplotlib.pyplot as plt
+
+    frames = torch.linspace(-1, 1, 4).reshape(4, 1, 1, 1).expand(4, 1, 8, 8)
+    a, b = torch.full((1, 8, 8), -1.0), torch.full((1, 8, 8), 1.0)
+    fig = plot_strip(frames, inputs=(a, b), titles=list("wxyz"), marks={1: "red"})
+    visible = [ax for ax in fig.axes if ax.axison]
+    assert len(fig.axes) == 8 and len(visible) == 6  # 4 frames + 2 inputs; the 2 middle top cells hidden
+    shown = [ax.images[0].get_array() for ax in fig.axes[4:]]
+    np.testing.assert_allclose([s.mean() for s in shown], [0, 1 / 3, 2 / 3, 1], atol=1e-6)  # [-1, 1] -> [0, 1]
+    assert fig.axes[0].images[0].get_array().max() == 0 and fig.axes[3].images[0].get_array().min() == 1
+    assert fig.axes[5].spines["left"].get_edgecolor()[:3] == (1.0, 0.0, 0.0)
+    assert [ax.get_title() for ax in fig.axes[4:]] == list("wxyz")
+    plt.close(fig)
+    fig = plot_strip(frames)
+    assert len(fig.axes) == 4
+    plt.close(fig)
+    with pytest.raises(ValueError):
+        plot_strip(frames, inputs=(a,))

@@ -10,6 +10,7 @@ The notebooks on interpolation, classifier manipulation and the latent space sha
   ``z_sem`` along one or more classifier directions by a range of alphas (each image keeps its
   own ``x_T``), then score realness (a judge classifier on the moved code and on the re-encoded
   image, the Fréchet distance to real codes) and anatomy (aorta count and position) per alpha;
+* :func:`plot_strip`: a strip of frames with its two inputs above the ends;
 * :func:`interpolation_widget` and :func:`manipulation_widget`: ipywidgets front ends.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "anatomy_table",
     "manipulation_sweep",
     "sweep_metrics",
+    "plot_strip",
     "interpolation_widget",
     "manipulation_widget",
 ]
@@ -247,7 +249,61 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
     return out
 
 
-# ---- widgets -------------------------------------------------------------------------------------
+# ---- figures and widgets -------------------------------------------------------------------------------------
+
+def plot_strip(images, inputs=None, titles: Sequence[str] | None = None,
+               input_titles: Sequence[str] = ("source", "target"), value_range=(-1.0, 1.0),
+               size: float = 1.6, suptitle: str | None = None, marks: Mapping[int, str] | None = None):
+    """A strip of frames ``(N, 1, H, W)``, optionally with the two inputs above its first and last frame.
+
+    Args:
+        inputs: ``(source, target)`` images ``(1, H, W)`` shown above frames 0 and N - 1 (None: no row).
+        titles: one title per frame.
+        marks: ``{frame index: colour}``: frames to outline (e.g. the two sides of an anatomy jump).
+
+    Returns:
+        the matplotlib Figure (``2 + N`` image axes with inputs, ``N`` without).
+    """
+    import matplotlib.pyplot as plt
+
+    from .viz import to_numpy_images
+
+    frames = to_numpy_images(images, value_range)
+    n = len(frames)
+    rows = 1 if inputs is None else 2
+    fig, axes = plt.subplots(rows, n, figsize=(size * n, size * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for k in range(n):
+        ax = axes[-1, k]
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.imshow(frames[k], cmap="gray", vmin=0, vmax=1)
+        if titles is not None and k < len(titles):
+            ax.set_title(titles[k], fontsize=8)
+        if marks and k in marks:
+            for spine in ax.spines.values():
+                spine.set_edgecolor(marks[k])
+                spine.set_linewidth(3)
+    if inputs is not None:
+        if len(inputs) != 2:
+            raise ValueError(f"inputs must be (source, target), got {len(inputs)} images")
+        for col, im, title in zip((0, n - 1), inputs, input_titles):
+            ax = axes[0, col]
+            ax.imshow(to_numpy_images(im, value_range)[0], cmap="gray", vmin=0, vmax=1)
+            ax.set_title(f"input: {title}", fontsize=8)
+        axes[0, 0].set_axis_on()
+        axes[0, 0].set_xticks([])
+        axes[0, 0].set_yticks([])
+        axes[0, n - 1].set_axis_on()
+        axes[0, n - 1].set_xticks([])
+        axes[0, n - 1].set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
 
 def _show(output, fig) -> None:
     import matplotlib.pyplot as plt
