@@ -13,6 +13,7 @@ from usdiff.analysis import (
     interpolation_widget,
     manipulation_sweep,
     manipulation_widget,
+    nearest_domain,
     plot_strip,
     strip_anatomy,
     sweep_metrics,
@@ -258,3 +259,21 @@ def test_plot_strip_puts_the_inputs_above_the_ends():
     plt.close(fig)
     with pytest.raises(ValueError):
         plot_strip(frames, inputs=(a,))
+
+
+def test_nearest_domain_places_codes_in_clusters_and_between_them():
+    rng = np.random.default_rng(0)
+    sim = rng.standard_normal((100, 8)) * 0.1
+    real = rng.standard_normal((100, 8)) * 0.1 + np.r_[4.0, np.zeros(7)]
+    z, y = np.concatenate([sim, real]), np.repeat([0, 1], 100)
+    query = np.array([[0.0] * 8, [4.0] + [0.0] * 7, [2.0] + [0.0] * 7])   # in sim, in real, in the gap
+    res = nearest_domain(z, y, query, k=5)
+    np.testing.assert_allclose(res["real_fraction"], [0.0, 1.0, res["real_fraction"][2]])
+    assert res["off_data"][0] < 3 and res["off_data"][1] < 3 and res["off_data"][2] > 5
+    np.testing.assert_allclose(res["nn_distance"][2], np.linalg.norm(z - query[2], axis=1).min())
+    with pytest.raises(ValueError):
+        nearest_domain(z, y[:-1], query)
+    with pytest.raises(ValueError):
+        nearest_domain(z, y, query[:, :4])
+    with pytest.raises(ValueError):
+        nearest_domain(z, y, query, k=0)

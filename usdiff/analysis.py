@@ -10,6 +10,8 @@ The notebooks on interpolation, classifier manipulation and the latent space sha
   ``z_sem`` along one or more classifier directions by a range of alphas (each image keeps its
   own ``x_T``), then score realness (a judge classifier on the moved code and on the re-encoded
   image, the Fréchet distance to real codes) and anatomy (aorta count and position) per alpha;
+* :func:`nearest_domain`: where moved or interpolated codes land among the codes of the data:
+  the share of real codes among their nearest neighbours, and how far off the data they are;
 * :func:`plot_strip`: a strip of frames with its two inputs above the ends;
 * :func:`interpolation_widget` and :func:`manipulation_widget`: ipywidgets front ends.
 """
@@ -39,6 +41,7 @@ __all__ = [
     "anatomy_table",
     "manipulation_sweep",
     "sweep_metrics",
+    "nearest_domain",
     "plot_strip",
     "interpolation_widget",
     "manipulation_widget",
@@ -247,6 +250,41 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
             m["extra_blobs"][k] = table["extra_blobs"].mean()
         out[name] = m
     return out
+
+
+# ---- where codes land -----------------------------------------------------------------------------
+
+def nearest_domain(z_ref, y_ref, z_query, k: int = 5) -> dict[str, np.ndarray]:
+    """Where query codes ``(M, D)`` land among reference codes ``(N, D)`` with domains ``y_ref``.
+
+    Args:
+        z_ref, y_ref: the data's codes and labels (0 = sim, 1 = real).
+        z_query: codes to place, e.g. manipulated or interpolated ones.
+        k: neighbours to vote.
+
+    Returns:
+        dict of ``(M,)`` arrays: ``real_fraction`` (share of real codes among the `k` nearest
+        reference codes, Euclidean), ``nn_distance`` (distance to the nearest reference code) and
+        ``off_data`` (that distance divided by the median nearest-neighbour distance *within* the
+        reference codes: about 1 or below for a code among the data, much larger in empty space).
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    ref = np.asarray(z_ref, dtype=np.float64)
+    query = np.asarray(z_query, dtype=np.float64)
+    y = np.asarray(y_ref).reshape(-1)
+    if ref.ndim != 2 or query.ndim != 2 or ref.shape[1] != query.shape[1]:
+        raise ValueError(f"z_ref and z_query must be (N, D) and (M, D), got {ref.shape} and {query.shape}")
+    if len(y) != len(ref) or not np.isin(y, (0, 1)).all():
+        raise ValueError("y_ref must hold one label 0 (sim) or 1 (real) per reference code")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k < len(ref):
+        raise ValueError(f"k must be an int in [1, {len(ref) - 1}], got {k!r}")
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(ref)
+    d_ref, _ = nn.kneighbors(ref, n_neighbors=2)            # column 0 is the point itself
+    scale = float(np.median(d_ref[:, 1]))
+    dist, ind = nn.kneighbors(query, n_neighbors=k)
+    return {"real_fraction": y[ind].mean(axis=1), "nn_distance": dist[:, 0],
+            "off_data": dist[:, 0] / max(scale, 1e-12)}
 
 
 # ---- figures and widgets -------------------------------------------------------------------------------------
