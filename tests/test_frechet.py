@@ -230,6 +230,11 @@ def test_fid_bias_shrinks_with_n():
     assert abs(curve["fd_inf"]) < 0.1 * curve["fd_mean"][0]
     with pytest.raises(ValueError, match="ns must lie"):
         fid_bias_curve(a, b, ns=[1, 10])
+    # one feature set: disjoint halves of it, so n is limited to N // 2
+    same = fid_bias_curve(a, None, ns=[50, 1000], repeats=3)
+    assert same["fd_mean"][0] > 5 * same["fd_mean"][1] > 0
+    with pytest.raises(ValueError, match="half of features_a"):
+        fid_bias_curve(a, None, ns=[1001])
 
 
 def write_pngs(folder, n, size=16, seed=0):

@@ -220,8 +220,9 @@ def fid_bias_curve(features_a, features_b, ns: Sequence[int], repeats: int = 5, 
     subsets of n rows (without replacement) are drawn from each side.
 
     Args:
-        features_a, features_b: ``(N_a, D)`` and ``(N_b, D)`` features.
-        ns: subset sizes, each in ``[2, min(N_a, N_b)]``.
+        features_a, features_b: ``(N_a, D)`` and ``(N_b, D)`` features. With ``features_b=None``
+            both subsets are drawn, disjoint, from `features_a` (the same-distribution curve).
+        ns: subset sizes, each in ``[2, min(N_a, N_b)]`` (``[2, N_a // 2]`` when `features_b` is None).
 
     Returns:
         dict with ``n`` (array), ``fd_mean``, ``fd_std`` (arrays over repeats), and the
@@ -229,23 +230,28 @@ def fid_bias_curve(features_a, features_b, ns: Sequence[int], repeats: int = 5, 
         and ``slope``.
     """
     fa = check_features(features_a, "features_a")
-    fb = check_features(features_b, "features_b")
-    if fa.shape[1] != fb.shape[1]:
+    fb = None if features_b is None else check_features(features_b, "features_b")
+    if fb is not None and fa.shape[1] != fb.shape[1]:
         raise ValueError(f"features_a and features_b differ in width: {fa.shape[1]} vs {fb.shape[1]}")
     ns = np.asarray(sorted({int(v) for v in ns}))
     if ns.size == 0:
         raise ValueError("ns must contain at least one subset size")
-    limit = min(len(fa), len(fb))
+    limit = len(fa) // 2 if fb is None else min(len(fa), len(fb))
     if ns[0] < 2 or ns[-1] > limit:
-        raise ValueError(f"ns must lie in [2, {limit}] (the smaller feature set), got {ns.tolist()}")
+        what = "half of features_a" if fb is None else "the smaller feature set"
+        raise ValueError(f"ns must lie in [2, {limit}] ({what}), got {ns.tolist()}")
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     rng = np.random.default_rng(seed)
     values = np.empty((len(ns), repeats))
     for i, k in enumerate(ns):
         for r in range(repeats):
-            values[i, r] = fid_from_features(fa[rng.choice(len(fa), k, replace=False)],
-                                             fb[rng.choice(len(fb), k, replace=False)])
+            if fb is None:
+                perm = rng.permutation(len(fa))
+                a, b = fa[perm[:k]], fa[perm[k:2 * k]]
+            else:
+                a, b = fa[rng.choice(len(fa), k, replace=False)], fb[rng.choice(len(fb), k, replace=False)]
+            values[i, r] = fid_from_features(a, b)
     fd_mean = values.mean(axis=1)
     if len(ns) >= 2:
         design = np.stack([np.ones(len(ns)), 1.0 / ns], axis=1)
