@@ -18,10 +18,12 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
+from tqdm.auto import tqdm
 
 from ..utils import get_device
 
@@ -293,9 +295,6 @@ def extract_features(extractor, images, batch_size: int = 50, progress: bool = T
     Returns:
         ``np.ndarray`` of shape ``(N, D)``, float64.
     """
-    import numpy as np
-    from tqdm.auto import tqdm
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if n is not None and n < 1:
