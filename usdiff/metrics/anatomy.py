@@ -156,27 +156,6 @@ def _shape(dy: np.ndarray, dx: np.ndarray, area: float) -> tuple[float, float]:
 
 
 def _ring_quadrants(smooth, fan, labels, k, cy, cx, radius):
-    """Mean brightness of the ring ``r .. 2r`` around a blob in 4 sectors (up, right, down, left),
-    and the fraction of each sector inside the fan."""
-    h, w = smooth.shape
-    r_out = 2.0 * radius + 2.0
-    y0, y1 = max(0, int(cy - r_out) - 1), min(h, int(cy + r_out) + 2)
-    x0, x1 = max(0, int(cx - r_out) - 1), min(w, int(cx + r_out) + 2)
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    d = np.hypot(yy - cy, xx - cx)
-    ring = (d >= radius + 1.0) & (d <= r_out) & (labels[y0:y1, x0:x1] != k)
-    sector = ((np.degrees(np.arctan2(xx - cx, cy - yy)) + 45.0) % 360.0 // 90.0).astype(int)
-    sm, fn = smooth[y0:y1, x0:x1], fan[y0:y1, x0:x1]
-    means, inside = np.zeros(4), np.zeros(4)
-    for k in range(4):
-        sel = ring & (sector == k)
-        n = sel.sum()
-        inside[k] = (sel & fn).sum() / max(n, 1)
-        means[k] = sm[sel & fn].mean() if (sel & fn).any() else 0.0
-    return means, inside
-
-
-def _ring_quadrants(smooth, fan, labels, k, cy, cx, radius):
     """Mean brightness of the ring ``r+1 .. 2r+2`` around a blob in 4 sectors (up, right, down,
     left) and the fraction of each sector inside the fan."""
     h, w = smooth.shape
@@ -189,10 +168,10 @@ def _ring_quadrants(smooth, fan, labels, k, cy, cx, radius):
     sector = ((np.degrees(np.arctan2(xx - cx, cy - yy)) + 45.0) % 360.0 // 90.0).astype(int)
     sm, fn = smooth[y0:y1, x0:x1], fan[y0:y1, x0:x1]
     means, inside = np.zeros(4), np.zeros(4)
-    for k in range(4):
-        sel = ring & (sector == k)
-        inside[k] = (sel & fn).sum() / max(int(sel.sum()), 1)
-        means[k] = sm[sel & fn].mean() if (sel & fn).any() else 0.0
+    for q in range(4):
+        sel = ring & (sector == q)
+        inside[q] = (sel & fn).sum() / max(int(sel.sum()), 1)
+        means[q] = sm[sel & fn].mean() if (sel & fn).any() else 0.0
     return means, inside
 
 
