@@ -159,7 +159,7 @@ def anatomy_table(images, label_maps, value_range=(-1.0, 1.0), **settings) -> di
 
 @torch.no_grad()
 def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], alphas: Sequence[float],
-                       encode_steps: int = 100, decode_steps: int = 20, batch_size: int | None = 32,
+                       encode_steps: int = 100, decode_steps: int = 100, batch_size: int | None = 32,
                        progress: bool = True) -> dict:
     """Decode images after moving their ``z_sem`` along each classifier's direction by each alpha.
 
@@ -354,7 +354,7 @@ def _show(output, fig) -> None:
 
 
 def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-                         n_steps: int = 6, max_steps: int = 12, encode_steps: int = 20, decode_steps: int = 10,
+                         n_steps: int = 6, max_steps: int = 12, encode_steps: int = 10, decode_steps: int = 10,
                          judge: LinearClassifier | None = None):
     """Pick a source and a target image and a number of steps, press the button, see the strip.
 
@@ -405,7 +405,7 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
 
 def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: Mapping[str, LinearClassifier],
                         alpha: float = 0.3, alpha_range: tuple[float, float] = (-0.75, 0.75), alpha_step: float = 0.05,
-                        encode_steps: int = 20, decode_steps: int = 10, judge: LinearClassifier | None = None,
+                        encode_steps: int = 10, decode_steps: int = 10, judge: LinearClassifier | None = None,
                         draw: bool = True):
     """Slide alpha, toggle the classifier and pick an image; the manipulated image redraws live.
 

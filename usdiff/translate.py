@@ -10,7 +10,8 @@ Two ways of moving an image between the domains, as in the original study:
 
 :func:`translate_folder` runs the manipulation over a folder of images (what ``usdiff
 translate`` calls). Decoding with as many DDIM steps as were used for encoding inverts the
-encoding exactly (up to the network's error); fewer decode steps are faster but looser.
+encoding exactly (up to the network's error), so the defaults use the same count for both; a
+mismatch (e.g. 20 to decode after 100 to encode) makes reconstructions about ten times worse.
 """
 from __future__ import annotations
 
@@ -131,7 +132,7 @@ def _decode_batched(model, x_T, z, steps, batch_size, progress, desc):
 
 @torch.no_grad()
 def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
-                decode_steps: int = 20, x_T: str | torch.Tensor | None = None,
+                decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
                 generator: torch.Generator | None = None, batch_size: int | None = None,
                 progress: bool = True) -> dict:
     """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
@@ -222,7 +223,7 @@ def manipulate_z(z, direction, alpha: float, normalizer: ZNormalizer | None = No
 
 @torch.no_grad()
 def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
-               normalizer: ZNormalizer | None = None, encode_steps: int = 100, decode_steps: int = 20,
+               normalizer: ZNormalizer | None = None, encode_steps: int = 100, decode_steps: int = 100,
                scale: str = "sqrt_dim", batch_size: int | None = None, progress: bool = True) -> dict:
     """Decode images ``(B, 1, H, W)`` after moving their ``z_sem`` along `direction` by each alpha.
 
