@@ -9,6 +9,7 @@ def test_parser_knows_every_command():
     assert (args.config, args.resume) == ("paper", True)
     args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--loss", "mse"])
     assert (args.method, args.loss, args.alpha) == ("classifier", "mse", 0.3)
+    assert (args.encode_steps, args.decode_steps) == (100, 100)
     args = parser.parse_args(["fid", "--real", "a", "--fake", "b"])
     assert (args.layer, args.n) == ("pool2", 1200)
 

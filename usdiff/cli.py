@@ -69,6 +69,7 @@ def _translate(args):
 
     paths = translate_folder(args.ckpt, args.images, args.out, method=args.method, loss=args.loss,
                              alpha=args.alpha, classifier=args.classifier, data_dir=args.data,
+                             encode_steps=args.encode_steps, decode_steps=args.decode_steps,
                              batch_size=args.batch_size, device=args.device)
     print(f"wrote {len(paths)} translated images to {args.out}")
 
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha", type=float, default=0.3, help="manipulation strength (positive = towards real)")
     p.add_argument("--classifier", type=Path, default=None, help="saved direction; default: fit on --data")
     p.add_argument("--data", type=Path, default=None, help="built-in data set to fit the direction on")
+    p.add_argument("--encode-steps", type=int, default=100, help="DDIM steps of the inversion to x_T")
+    p.add_argument("--decode-steps", type=int, default=100, help="DDIM steps of the decoding (best: = encode)")
     p.add_argument("--batch-size", type=int, default=16)
     device_arg(p)
     return parser
