@@ -321,6 +321,7 @@ def _load_model(ckpt, device):
 def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: int, seed: int,
                    progress: bool, classifier_kwargs: dict | None) -> LinearClassifier:
     """Encode the built-in training split (both domains) and fit a sim-vs-real classifier."""
+    from .analysis import encode_dataset
     from .data import BuiltinDataset
 
     data_dir = Path(data_dir)
@@ -330,15 +331,7 @@ def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: in
     indices = np.arange(len(dataset))
     if n_fit is not None and n_fit < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=n_fit, replace=False))
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, indices.tolist()),
-                                         batch_size=batch_size, shuffle=False)
-    device = _model_device(model)
-    zs, ys = [], []
-    for images, domains in tqdm(loader, desc="encode z_sem", disable=not progress, leave=False):
-        with torch.no_grad():
-            zs.append(model.encode(torch.as_tensor(images).to(device)).cpu())
-        ys.append(torch.as_tensor(domains).reshape(-1).cpu())
-    z, y = torch.cat(zs).double().numpy(), torch.cat(ys).numpy()
+    z, y = encode_dataset(model, dataset, batch_size=batch_size, indices=indices, progress=progress)
     clf, _ = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress, **(classifier_kwargs or {}))
     return clf
 
