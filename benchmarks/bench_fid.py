@@ -13,6 +13,7 @@ Run: ``python benchmarks/bench_fid.py [--quick] [--threads N]``; prints Markdown
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -93,8 +94,9 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
-    print(f"CPU: {platform.processor() or platform.machine()}, torch threads: {torch.get_num_threads()}, "
-          f"numpy {np.__version__}, torch {torch.__version__}\n")
+    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: "
+          f"{torch.get_num_threads()}, numpy {np.__version__}, torch {torch.__version__}; "
+          f"load average at start: {os.getloadavg()[0]:.1f} (timings scale with it on a shared machine)\n")
 
     print("## Inception feature extraction (CPU, random weights, 128 px -> 299 px)\n")
     print("| layer | images/s |\n|---|---|")
@@ -114,6 +116,7 @@ def main(argv=None) -> None:
     print("| dim | seconds |\n|---|---|")
     for d, seconds in bench_kid(dims, 1200, repeats):
         print(f"| {d} | {seconds:.2f} |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
