@@ -73,17 +73,31 @@ class ResBlock(nn.Module):
                 z_sem: torch.Tensor | None = None) -> torch.Tensor:
         h = self.in_layers(x)
         h = self.out_norm(h)
-        if exists(self.time_proj):
-            t_s, t_b = self.time_proj(t_emb)[:, :, None, None].chunk(2, dim=1)
-            h = (1 + t_s) * h + t_b
-        if exists(self.z_proj):
-            z_s = self.z_proj(z_sem)[:, :, None, None]
-            h = (1 + z_s) * h
+        scale, shift = self._modulation(t_emb, z_sem)
+        if exists(scale):
+            # (1 + z_s) * ((1 + t_s) * h + t_b) as one fused pass over h; the factors are (B, C, 1, 1)
+            h = torch.addcmul(shift, h, scale) if exists(shift) else h * scale
         return self.skip(x) + self.out_layers(h)
+
+    def _modulation(self, t_emb, z_sem):
+        """Per-channel ``(scale, shift)`` of shape ``(B, C, 1, 1)``, or None where unconditioned."""
+        scale = shift = None
+        if exists(self.time_proj):
+            t_s, shift = self.time_proj(t_emb)[:, :, None, None].chunk(2, dim=1)
+            scale = 1 + t_s
+        if exists(self.z_proj):
+            z_s = 1 + self.z_proj(z_sem)[:, :, None, None]
+            scale = z_s if scale is None else scale * z_s
+            shift = None if shift is None else shift * z_s
+        return scale, shift
 
 
 class AttentionBlock(nn.Module):
-    """Multi-head self-attention over all pixels, residual: ``(B, C, H, W) -> (B, C, H, W)``."""
+    """Multi-head self-attention over all pixels, residual: ``(B, C, H, W) -> (B, C, H, W)``.
+
+    The projections act on ``(B, H*W, C)`` tokens as linear layers (faster than 1x1 convolutions
+    on the CPU); checkpoints that stored them as 1x1 convolution kernels still load.
+    """
 
     def __init__(self, channels: int, *, num_heads: int = 1):
         super().__init__()
@@ -91,16 +105,23 @@ class AttentionBlock(nn.Module):
             raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
         self.num_heads = num_heads
         self.norm = group_norm(channels)
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
-        self.proj = zero_(nn.Conv2d(channels, channels, 1))
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.proj = zero_(nn.Linear(channels, channels))
 
     def forward(self, x: torch.Tensor, *_) -> torch.Tensor:
         b, c, h, w = x.shape
-        q, k, v = self.qkv(self.norm(x)).reshape(b, 3, self.num_heads, c // self.num_heads, h * w).unbind(1)
-        # (B, heads, HW, C/heads) for scaled_dot_product_attention
-        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        out = out.transpose(-1, -2).reshape(b, c, h, w)
-        return x + self.proj(out)
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C)
+        # (3, B, heads, HW, C/heads) for scaled_dot_product_attention
+        q, k, v = self.qkv(tokens).reshape(b, h * w, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, h * w, c)
+        return x + self.proj(out).transpose(1, 2).reshape(b, c, h, w)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for name in ("qkv.weight", "proj.weight"):
+            weight = state_dict.get(prefix + name)
+            if weight is not None and weight.dim() == 4:  # (out, in, 1, 1) kernel of a 1x1 convolution
+                state_dict[prefix + name] = weight.flatten(1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 class Downsample(nn.Module):
