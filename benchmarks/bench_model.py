@@ -1,0 +1,145 @@
+"""Benchmark of the Diffusion Autoencoder on the CPU.
+
+1. Training throughput (images/s, median over repeats) of a full step: encoder + UNet forward,
+   backward, gradient clipping, Adam, for the ``tiny`` and ``small`` configs at batch 16.
+2. Inference throughput of DDIM encode (``encode`` + ``encode_stochastic``) followed by
+   ``decode``, at 20 and 100 steps each way, for ``tiny``.
+3. The UNet alone, forward + backward, against diffusers' ``UNet2DModel`` built with the same
+   widths, depth and attention placement (only when ``diffusers`` is installed: ``pip install
+   usdiff[bench]``); the ratio is ours / theirs in images/s.
+
+Run: ``python benchmarks/bench_model.py [--quick] [--threads N]``; prints Markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from usdiff.model import DiffAE, count_parameters, get_config
+
+
+def median_time(fn, repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench_training(name: str, batch: int, repeats: int) -> dict:
+    cfg, _ = get_config(name)
+    torch.manual_seed(0)
+    model = DiffAE.from_config(cfg).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    x = torch.rand(batch, 1, cfg.image_size, cfg.image_size) * 2 - 1
+
+    def step():
+        loss = model.training_loss(x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    seconds = median_time(step, repeats)
+    return {"config": name, "px": cfg.image_size, "params": count_parameters(model), "img_s": batch / seconds}
+
+
+def bench_ddim(name: str, steps: int, batch: int, repeats: int) -> dict:
+    cfg, _ = get_config(name)
+    model = DiffAE.from_config(cfg).eval()
+    x = torch.rand(batch, 1, cfg.image_size, cfg.image_size) * 2 - 1
+
+    def roundtrip():
+        z = model.encode(x)
+        model.decode(model.encode_stochastic(x, z, steps=steps), z, steps=steps)
+
+    seconds = median_time(roundtrip, repeats, warmup=0)
+    return {"config": name, "steps": steps, "img_s": batch / seconds, "ms_per_eval": 1000 * seconds / (2 * steps + 1)}
+
+
+def diffusers_twin(name: str):
+    """diffusers' UNet2DModel with our widths, res blocks per level and attention resolutions."""
+    from diffusers import UNet2DModel
+
+    cfg, _ = get_config(name)
+    widths = tuple(cfg.base_channels * m for m in cfg.channel_mult)
+    attn_levels = [cfg.image_size // 2**i in cfg.attn_resolutions for i in range(len(widths))]
+    down = tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attn_levels)
+    up = tuple("AttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attn_levels))
+    groups = min(32, widths[0])
+    return UNet2DModel(sample_size=cfg.image_size, in_channels=1, out_channels=1, block_out_channels=widths,
+                       layers_per_block=cfg.num_res_blocks, down_block_types=down, up_block_types=up,
+                       attention_head_dim=None, norm_num_groups=groups, dropout=cfg.dropout)
+
+
+def bench_unet_vs_diffusers(name: str, batch: int, repeats: int) -> dict | None:
+    try:
+        theirs = diffusers_twin(name)
+    except ImportError:
+        return None
+    cfg, _ = get_config(name)
+    ours = DiffAE.from_config(cfg).unet
+    x = torch.rand(batch, 1, cfg.image_size, cfg.image_size) * 2 - 1
+    t = torch.randint(0, 1000, (batch,))
+    z = torch.randn(batch, cfg.z_dim)
+
+    def ours_step():
+        ours(x, t, z).square().mean().backward()
+
+    def theirs_step():
+        theirs(x, t).sample.square().mean().backward()
+
+    # alternate the two, so that a busy machine slows both alike
+    ours_step(), theirs_step()
+    ours_t, theirs_t = [], []
+    for _ in range(repeats):
+        ours_t.append(median_time(ours_step, 1, warmup=0))
+        theirs_t.append(median_time(theirs_step, 1, warmup=0))
+    a, b = batch / statistics.median(ours_t), batch / statistics.median(theirs_t)
+    return {"config": name, "ours_params": count_parameters(ours), "theirs_params": count_parameters(theirs),
+            "ours_img_s": a, "theirs_img_s": b, "ratio": a / b}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats, tiny only (CI smoke run)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    repeats = 3 if args.quick else 7
+    configs = ["tiny"] if args.quick else ["tiny", "small"]
+    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads\n")
+
+    print("## Training step (batch 16, forward + backward + Adam)\n")
+    print("| config | px | params | images/s |\n|---|---|---|---|")
+    for name in configs:
+        r = bench_training(name, 16, repeats)
+        print(f"| {r['config']} | {r['px']} | {r['params'] / 1e6:.2f} M | {r['img_s']:.1f} |", flush=True)
+
+    print("\n## DDIM encode + decode (tiny, batch 8)\n")
+    print("| steps each way | images/s | ms per UNet call |\n|---|---|---|")
+    for steps in (20, 100):
+        r = bench_ddim("tiny", steps, 8, 1 if (args.quick or steps == 100) else 3)
+        print(f"| {r['steps']} | {r['img_s']:.2f} | {r['ms_per_eval']:.1f} |", flush=True)
+
+    print("\n## UNet forward + backward vs diffusers UNet2DModel (batch 16)\n")
+    rows = [bench_unet_vs_diffusers(name, 16, repeats) for name in configs]
+    if rows[0] is None:
+        print("diffusers is not installed: comparison skipped (pip install 'usdiff[bench]').")
+        return
+    print("| config | ours params | diffusers params | ours images/s | diffusers images/s | ours / diffusers |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['ours_params'] / 1e6:.2f} M | {r['theirs_params'] / 1e6:.2f} M | "
+              f"{r['ours_img_s']:.1f} | {r['theirs_img_s']:.1f} | {r['ratio']:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
