@@ -212,3 +212,45 @@ def test_inference_restores_training_mode():
     z = model.encode(x)
     assert model.training
     assert torch.equal(z, model.encode(x))    # dropout is off inside encode
+
+
+def test_attention_block_matches_softmax_attention_per_head():
+    from usdiff.model.unet import AttentionBlock
+
+    torch.manual_seed(0)
+    block = randomize_zero_inits(AttentionBlock(8, num_heads=2))
+    x = torch.randn(2, 8, 3, 4)
+    h = block.norm(x).flatten(2).transpose(1, 2)                     # (B, HW, C)
+    q, k, v = (h @ block.qkv.weight.T + block.qkv.bias).split(8, dim=-1)
+    heads = []
+    for s in (slice(0, 4), slice(4, 8)):                              # 2 heads of 4 channels
+        a = torch.softmax(q[..., s] @ k[..., s].transpose(1, 2) / 2.0, dim=-1)   # sqrt(4) = 2
+        heads.append(a @ v[..., s])
+    out = torch.cat(heads, -1) @ block.proj.weight.T + block.proj.bias
+    expected = x + out.transpose(1, 2).reshape(x.shape)
+    assert torch.allclose(block(x), expected, atol=1e-5)
+
+
+def test_attention_block_loads_1x1_conv_kernels():
+    from usdiff.model.unet import AttentionBlock
+
+    torch.manual_seed(0)
+    block = randomize_zero_inits(AttentionBlock(8))
+    old_style = {k: (v[:, :, None, None] if v.dim() == 2 else v) for k, v in block.state_dict().items()}
+    assert old_style["qkv.weight"].shape == (24, 8, 1, 1)
+    fresh = AttentionBlock(8)
+    fresh.load_state_dict(old_style)
+    x = torch.randn(1, 8, 4, 4)
+    assert torch.equal(fresh(x), block(x))
+
+
+def test_resblock_applies_the_diffae_adaptive_group_norm():
+    from usdiff.model.unet import ResBlock
+
+    torch.manual_seed(0)
+    block = randomize_zero_inits(ResBlock(8, 8, time_dim=6, z_dim=5))
+    x, t_emb, z = torch.randn(2, 8, 4, 4), torch.randn(2, 6), torch.randn(2, 5)
+    t_s, t_b = block.time_proj(t_emb)[:, :, None, None].chunk(2, dim=1)
+    z_s = block.z_proj(z)[:, :, None, None]
+    h = (1 + z_s) * ((1 + t_s) * block.out_norm(block.in_layers(x)) + t_b)   # (1 + z_s)((1 + t_s) GN(h) + t_b)
+    assert torch.allclose(block(x, t_emb, z), x + block.out_layers(h), atol=1e-5)
