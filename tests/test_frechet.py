@@ -290,3 +290,21 @@ def test_report_table_lists_every_row():
     lines = text.splitlines()
     assert len(lines) == 4 and lines[2].startswith("same") and lines[3].startswith("shifted")
     assert f"{rows['shifted']['fd']:.3f}" in lines[3] and "50/50" in lines[3]
+
+
+def test_image_folder_shares_the_dataset_readers_errors(tmp_path):
+    from usdiff.metrics.evaluate import ImageFolderDataset
+
+    write_pngs(tmp_path / "imgs", 1, size=16)
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        ImageFolderDataset(tmp_path / "imgs" / "000.png", argname="real_dir")
+    (tmp_path / "imgs" / "001.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="001.png is not a readable image"):
+        ImageFolderDataset(tmp_path / "imgs")[1]
+    with pytest.raises(ValueError, match="no images with extensions .* in fake_dir"):
+        ImageFolderDataset(_empty(tmp_path), argname="fake_dir")
+
+
+def _empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"

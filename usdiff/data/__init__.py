@@ -43,7 +43,7 @@ from .render import (
 )
 
 _DATASETS = ("USImageFolder", "TwoDomainDataset", "BuiltinDataset", "SIM", "REAL", "DOMAINS",
-             "IMAGE_EXTENSIONS")
+             "IMAGE_EXTENSIONS", "list_images", "read_image", "load_image")
 
 __all__ = [
     "ACOUSTICS", "AORTA", "BONE", "LABEL_NAMES", "NUM_LABELS", "TISSUES", "Phantom", "TissueProperties",

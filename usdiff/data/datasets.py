@@ -66,6 +66,26 @@ def _check_folder(root, what: str = "image folder") -> Path:
     return root
 
 
+def list_images(root: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS,
+                what: str = "image folder") -> list[Path]:
+    """The image files directly inside `root`, sorted by name (hidden files and other extensions
+    are not listed).
+
+    Raises:
+        FileNotFoundError: `root` does not exist. PermissionError: it cannot be listed.
+        ValueError: `root` is a file, or it holds no file with one of the `extensions`.
+    """
+    extensions = _check_extensions(extensions)
+    root = _check_folder(root, what)
+    entries = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [p for p in entries if p.suffix.lower() in extensions]
+    if not files:
+        others = sorted({p.suffix.lower() or "(no extension)" for p in entries})
+        found = f"; it holds {len(entries)} other files ({', '.join(others[:6])})" if entries else " (it is empty)"
+        raise ValueError(f"no images with extensions {', '.join(extensions)} in {what} {root}{found}")
+    return files
+
+
 # ---- image loading ------------------------------------------------------------------------------
 
 def _to_unit(img: Image.Image) -> np.ndarray:
@@ -93,8 +113,11 @@ def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)[top:top + size, left:left + size]
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """Read one image file as a grayscale tensor ``(1, size, size)`` in ``[-1, 1]``.
+def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
+    """Read one image file as a grayscale tensor ``(1, H, W)`` in ``[0, 1]``.
+
+    `size` resizes (shorter side, bilinear) and centre-crops to ``(size, size)``; None keeps the
+    file's size.
 
     Raises:
         FileNotFoundError / PermissionError: the file is missing or not readable.
@@ -109,8 +132,17 @@ def load_image(path: str | Path, size: int) -> torch.Tensor:
         raise type(err)(f"cannot read image {path}: {err.strerror or err}") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
-    unit = np.clip(resize_center_crop(unit, size), 0.0, 1.0)
-    return torch.from_numpy(np.ascontiguousarray(unit * 2.0 - 1.0)).unsqueeze(0)
+    if size is not None:
+        unit = np.clip(resize_center_crop(unit, size), 0.0, 1.0)
+    return torch.from_numpy(np.ascontiguousarray(unit)).unsqueeze(0)
+
+
+def load_image(path: str | Path, size: int) -> torch.Tensor:
+    """Read one image file as a grayscale tensor ``(1, size, size)`` in ``[-1, 1]``.
+
+    Raises the errors of `read_image`.
+    """
+    return read_image(path, size) * 2.0 - 1.0
 
 
 def verify_image(path: str | Path) -> None:
@@ -152,12 +184,7 @@ class USImageFolder(torch.utils.data.Dataset):
         self.domain = check_domain(domain)
         self.extensions = _check_extensions(extensions)
         self.root = _check_folder(root)
-        entries = sorted(p for p in self.root.iterdir() if p.is_file() and not p.name.startswith("."))
-        self.files = [p for p in entries if p.suffix.lower() in self.extensions]
-        if not self.files:
-            others = sorted({p.suffix.lower() or "(no extension)" for p in entries})
-            found = f"; it holds {len(entries)} other files ({', '.join(others[:6])})" if entries else " (it is empty)"
-            raise ValueError(f"no images with extensions {', '.join(self.extensions)} in {self.root}{found}")
+        self.files = list_images(self.root, self.extensions)
         if validate:
             for path in self.files:
                 verify_image(path)

@@ -13,25 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_image
 from .frechet import check_features, fid_from_features, kid
 from .inception import InceptionFeatures, extract_features
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "load_image_folder", "take_images", "distance_report",
            "report_table", "fid_folders", "fid_bias_curve", "diffae_samples"]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-
-
-def _list_images(directory: str | Path, argname: str = "directory") -> list[Path]:
-    directory = Path(directory)
-    if not directory.exists():
-        raise FileNotFoundError(f"{argname}={str(directory)!r} does not exist")
-    if not directory.is_dir():
-        raise NotADirectoryError(f"{argname}={str(directory)!r} is not a directory")
-    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise ValueError(f"{argname}={str(directory)!r} contains no images ({', '.join(IMAGE_EXTENSIONS)})")
-    return files
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -40,11 +27,12 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     Args:
         directory: folder with PNG/JPEG/BMP/TIFF files (not recursive).
         n: use only the first `n` files (default: all).
-        size: resize every image to ``size x size`` (bilinear); default: keep the size.
+        size: resize (shorter side, bilinear) and centre-crop every image to ``size x size``;
+            default: keep the size.
 
     Raises:
-        FileNotFoundError / NotADirectoryError: if `directory` is missing or not a folder.
-        ValueError: if it holds no images, or `n` / `size` is not positive.
+        FileNotFoundError: if `directory` is missing. ValueError: if it is a file or holds no
+        images, an image is corrupt, or `n` / `size` is not positive.
     """
 
     def __init__(self, directory: str | Path, n: int | None = None, size: int | None = None,
@@ -54,19 +42,14 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         if size is not None and size < 1:
             raise ValueError(f"size must be >= 1 or None, got {size}")
         self.directory = Path(directory)
-        self.files = _list_images(directory, argname)[:n]
+        self.files = list_images(directory, what=argname)[:n]
         self.size = size
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        with Image.open(self.files[i]) as im:
-            im = im.convert("L")
-            if self.size is not None and im.size != (self.size, self.size):
-                im = im.resize((self.size, self.size), Image.BILINEAR)
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-        return torch.from_numpy(arr)[None]
+        return read_image(self.files[i], self.size)
 
 
 def _check_uniform_size(dataset: ImageFolderDataset) -> None:
@@ -83,8 +66,8 @@ def load_image_folder(directory: str | Path, n: int | None = None, size: int | N
     """Load the first `n` images (sorted by name) of a folder -> ``(N, 1, H, W)`` float32 in ``[0, 1]``.
 
     Raises:
-        FileNotFoundError: if `directory` does not exist. NotADirectoryError: if it is a file.
-        ValueError: if it contains no images, or images differ in size and `size` is None.
+        FileNotFoundError: if `directory` does not exist.
+        ValueError: if it is a file, contains no images, or images differ in size and `size` is None.
     """
     dataset = ImageFolderDataset(directory, n=n, size=size)
     if size is None:
