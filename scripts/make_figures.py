@@ -51,7 +51,7 @@ def hero(ckpt: Path, data: Path, out: Path, n_images: int, alphas: tuple[float, 
     for a, imgs, p in zip(alphas, result["images"], result["realness"]):
         if a == 0:
             continue
-        rows[f"translated, α={a:g}\nP(real) {np.mean(p):.2f}"] = imgs
+        rows[f"translated, α={a:g}\nP(real) {float(torch.as_tensor(p).float().mean()):.2f}"] = imgs
     rows["real-like twin\n(same phantom)"] = real
     fig = show_rows(rows, value_range=(-1, 1), size=1.6,
                     suptitle="Sim → real with a Diffusion Autoencoder: z_sem moved along the BCE classifier direction")
