@@ -9,7 +9,9 @@ def test_parser_knows_every_command():
     assert (args.config, args.resume) == ("paper", True)
     args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--loss", "mse"])
     assert (args.method, args.loss, args.alpha) == ("classifier", "mse", 0.3)
-    assert (args.encode_steps, args.decode_steps) == (100, 100)
+    assert (args.encode_steps, args.decode_steps, args.fixed_point_iters) == (100, 100, 0)
+    args = parser.parse_args(["reconstruct", "--ckpt", "c", "--images", "i", "--out", "o", "--fixed-point-iters", "5"])
+    assert args.fixed_point_iters == 5
     args = parser.parse_args(["fid", "--real", "a", "--fake", "b"])
     assert (args.layer, args.n) == ("pool2", 1200)
 

@@ -205,6 +205,42 @@ def test_ddim_inversion_reconstructs_and_converges():
     assert model.reconstruct(x0, steps=100).sub(x0).pow(2).mean() < 1e-3
 
 
+def test_fixed_point_inversion_is_the_exact_inverse_of_decoding():
+    # Plain DDIM inversion evaluates eps at the start of each step, decoding at its end; the
+    # fixed-point refinement makes each inversion step the exact inverse of its decoding step.
+    torch.manual_seed(0)
+    model = randomize_zero_inits(DiffAE.from_config(small_config(32)), std=0.01)
+    x0 = images(2, 32) * 0.8
+    z = model.encode(x0)
+    plain = model.encode_stochastic(x0, z, steps=8)
+    assert torch.equal(plain, model.encode_stochastic(x0, z, steps=8, fixed_point_iters=0))
+    refined = model.encode_stochastic(x0, z, steps=8, fixed_point_iters=30, tol=1e-7)
+    err_plain = (model.decode(plain, z, steps=8) - x0).pow(2).mean().item()
+    err_refined = (model.decode(refined, z, steps=8) - x0).pow(2).mean().item()
+    assert err_plain > 1e-3, err_plain        # the random model makes plain inversion inexact ...
+    assert err_refined < 1e-9, (err_plain, err_refined)   # ... and refinement makes it exact
+    rec = model.reconstruct(x0, steps=8, fixed_point_iters=30)
+    assert (rec - x0).pow(2).mean().item() < err_plain * 1e-2
+
+
+def test_fixed_point_refinement_stops_at_tol_and_validates():
+    model = randomize_zero_inits(DiffAE.from_config(small_config(32)))
+    x0 = images(1, 32)
+    z = model.encode(x0)
+    calls = []
+    hook = model.unet.register_forward_hook(lambda *_: calls.append(1))
+    model.encode_stochastic(x0, z, steps=5, fixed_point_iters=4, tol=1e9)   # every step converges at once
+    assert len(calls) == 5 * 2
+    calls.clear()
+    model.encode_stochastic(x0, z, steps=5, fixed_point_iters=4, tol=1e-12)  # never below tol: 4 each
+    assert len(calls) == 5 * (1 + 4)
+    hook.remove()
+    with pytest.raises(ValueError, match="fixed_point_iters must be an int >= 0"):
+        model.encode_stochastic(x0, z, steps=5, fixed_point_iters=-1)
+    with pytest.raises(ValueError, match="tol must be > 0"):
+        model.encode_stochastic(x0, z, steps=5, fixed_point_iters=2, tol=0.0)
+
+
 def test_inference_restores_training_mode():
     model = DiffAE.from_config(small_config(32, dropout=0.5))
     model.train()

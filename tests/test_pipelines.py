@@ -36,6 +36,9 @@ def test_reconstruct_folder_keeps_names_and_inverts_exactly(ckpt, images, tmp_pa
         assert out.shape == (16, 16)
         # deterministic DDIM inversion + decoding with the same steps reproduces the input
         assert np.abs(out - src).mean() < 6.0
+    refined = reconstruct_folder(ckpt, images, tmp_path / "refined", encode_steps=5, decode_steps=5,
+                                 fixed_point_iters=3, progress=False)
+    assert [p.name for p in refined] == [p.name for p in paths]
 
 
 def test_sample_folder_is_seeded_and_uses_random_x_T(ckpt, images, tmp_path):

@@ -160,7 +160,7 @@ def anatomy_table(images, label_maps, value_range=(-1.0, 1.0), **settings) -> di
 @torch.no_grad()
 def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], alphas: Sequence[float],
                        encode_steps: int = 100, decode_steps: int = 100, batch_size: int | None = 32,
-                       progress: bool = True) -> dict:
+                       progress: bool = True, fixed_point_iters: int = 0) -> dict:
     """Decode images after moving their ``z_sem`` along each classifier's direction by each alpha.
 
     Every image is encoded once to ``(z, x_T)`` (DDIM inversion with its own ``z``); for each
@@ -170,6 +170,7 @@ def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], al
     Args:
         x: images ``(B, 1, H, W)`` in [-1, 1].
         classifiers: named fitted :class:`~usdiff.latent.LinearClassifier` (e.g. BCE and MSE).
+        fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
 
     Returns:
         dict with ``alphas`` ``(K,)``, ``z`` ``(B, D)``, ``x_T`` ``(B, 1, H, W)`` and, per
@@ -185,7 +186,8 @@ def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], al
     device = _model_device(model)
     x = x.to(device)
     z = model.encode(x)
-    x_T = model.encode_stochastic(x, z, steps=encode_steps, progress=progress)
+    x_T = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
+                                  fixed_point_iters=fixed_point_iters)
     size = batch_size or len(x)
 
     def decode(z_new):

@@ -24,10 +24,11 @@ def _batches(dataset, batch_size: int):
 @torch.no_grad()
 def reconstruct_folder(ckpt: str | Path, images_dir: str | Path, out_dir: str | Path, *,
                        encode_steps: int = 100, decode_steps: int = 100, batch_size: int = 16,
-                       device=None, progress: bool = True) -> list[Path]:
+                       device=None, progress: bool = True, fixed_point_iters: int = 0) -> list[Path]:
     """Encode every image of `images_dir` to ``(x_T, z_sem)`` and decode it back into `out_dir`.
 
     Output files keep the input names (as ``.png``). Returns the written paths.
+    `fixed_point_iters` > 0 refines the inversion (see ``DiffAE.encode_stochastic``).
     """
     from .data import USImageFolder
     from .train import load_model
@@ -41,7 +42,7 @@ def reconstruct_folder(ckpt: str | Path, images_dir: str | Path, out_dir: str | 
     for start, x0 in _batches(dataset, batch_size):
         x0 = x0.to(device)
         z = model.encode(x0)
-        x_t = model.encode_stochastic(x0, z, steps=encode_steps)
+        x_t = model.encode_stochastic(x0, z, steps=encode_steps, fixed_point_iters=fixed_point_iters)
         x_hat = model.decode(x_t, z, steps=decode_steps)
         written += save_batch(x_hat, out_dir, names[start:start + len(x0)])
         bar.update(len(x0))

@@ -134,7 +134,7 @@ def _decode_batched(model, x_T, z, steps, batch_size, progress, desc):
 def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
                 decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
                 generator: torch.Generator | None = None, batch_size: int | None = None,
-                progress: bool = True) -> dict:
+                progress: bool = True, fixed_point_iters: int = 0) -> dict:
     """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
 
     ``z(alpha) = (1 - alpha) z_a + alpha z_b`` and ``x_T(alpha) = slerp(x_T_a, x_T_b, alpha)`` for
@@ -148,6 +148,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         x_T: None: DDIM inversion of each input with its own ``z_sem`` (`encode_steps`);
             ``"random"``: two Gaussian ``x_T`` (from `generator`); or a ``(2, 1, H, W)`` tensor.
         batch_size: decode this many at once (default: all).
+        fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
 
     Returns:
         dict with ``images`` ``(n_steps, 1, H, W)`` in [-1, 1], ``alphas`` ``(n_steps,)``,
@@ -159,7 +160,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
     x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
     if x_T is None:
-        xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress)
+        xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
+                                     fixed_point_iters=fixed_point_iters)
     elif isinstance(x_T, str):
         if x_T != "random":
             raise ValueError(f"x_T must be None, 'random' or a (2, C, H, W) tensor, got {x_T!r}")
@@ -224,11 +226,13 @@ def manipulate_z(z, direction, alpha: float, normalizer: ZNormalizer | None = No
 @torch.no_grad()
 def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
                normalizer: ZNormalizer | None = None, encode_steps: int = 100, decode_steps: int = 100,
-               scale: str = "sqrt_dim", batch_size: int | None = None, progress: bool = True) -> dict:
+               scale: str = "sqrt_dim", batch_size: int | None = None, progress: bool = True,
+               fixed_point_iters: int = 0) -> dict:
     """Decode images ``(B, 1, H, W)`` after moving their ``z_sem`` along `direction` by each alpha.
 
     ``x_T`` comes from deterministic DDIM inversion of each image with its *own* ``z_sem``
-    (`encode_steps`) and is kept fixed, so only the semantics change; see :func:`manipulate_z`.
+    (`encode_steps`, refined by `fixed_point_iters`, see ``DiffAE.encode_stochastic``) and is
+    kept fixed, so only the semantics change; see :func:`manipulate_z`.
 
     Returns:
         dict with ``images`` ``(K, B, 1, H, W)`` in [-1, 1] for the ``K = len(alphas)`` steps,
@@ -245,7 +249,8 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
     _, normalizer = _direction_and_normalizer(direction, normalizer)
     x = x.to(_model_device(model))
     z = model.encode(x)
-    xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress)
+    xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
+                                 fixed_point_iters=fixed_point_iters)
     zs = torch.stack([manipulate_z(z, direction, a, normalizer, scale=scale) for a in alphas])  # (K, B, D)
     k, b = zs.shape[:2]
     flat_xt = xt[None].expand(k, *xt.shape).reshape(k * b, *xt.shape[1:])
@@ -340,7 +345,8 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
                      alpha: float = 0.3, classifier=None, data_dir=None, encode_steps: int = 100,
                      decode_steps: int = 100, batch_size: int = 16, device=None, resize: bool = False,
                      scale: str = "sqrt_dim", n_fit: int | None = 4000, save_classifier=None, seed: int = 0,
-                     classifier_kwargs: dict | None = None, progress: bool = True) -> list[Path]:
+                     classifier_kwargs: dict | None = None, progress: bool = True,
+                     fixed_point_iters: int = 0) -> list[Path]:
     """Translate every image of `images_dir` (simulated) into a real-styled PNG in `out_dir`.
 
     Each image is encoded to ``(z_sem, x_T)``, ``z_sem`` is moved by `alpha` along the
@@ -359,6 +365,7 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
         data_dir: built-in data set (``usdiff data generate``) whose training split (both
             domains, at most `n_fit` images) gives the codes to fit the classifier on.
         encode_steps, decode_steps: DDIM steps of the inversion and of the decoding.
+        fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
         resize: images whose size differs from the model's are rejected with a ``ValueError``
             naming the file and both sizes unless this is True (then the shorter side is resized
             bilinearly to the model's size and the centre cropped, as ``USImageFolder`` does).
@@ -416,7 +423,7 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
     for x, _ in loader:
         x = x.to(device)
         z = model.encode(x)
-        x_T = model.encode_stochastic(x, z, steps=encode_steps)
+        x_T = model.encode_stochastic(x, z, steps=encode_steps, fixed_point_iters=fixed_point_iters)
         images = model.decode(x_T, manipulate_z(z, clf, alpha, scale=scale), steps=decode_steps)
         written += save_batch(images, out_dir, [f.name for f in files[len(written):len(written) + len(x)]])
         bar.update(len(x))
