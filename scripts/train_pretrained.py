@@ -4,7 +4,8 @@ The `tiny` preset (64 px, cosine or linear schedule, lr 2e-4, EMA 0.999, batch 1
 split* of the default built-in data set (``seed=0``, 12,000 phantoms, sim + real-like twins), so
 that the val/test splits the notebooks use stay held out. The images are rendered in memory at
 128 px, as ``usdiff data generate`` writes them, and resized to 64 px by the model's loader path.
-At the end the EMA weights are exported in fp16 and the held-out reconstruction error is printed.
+At the end the EMA weights are exported in fp16 and the held-out reconstruction error is printed
+(``--eval-only`` prints just that, for an existing ``--export``).
 
     python scripts/train_pretrained.py --steps 3000 --out runs/pretrained --export assets/diffae_tiny.pt
     python scripts/train_pretrained.py --steps 3000 --schedule linear --out runs/pretrained_linear \
@@ -20,10 +21,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from usdiff.analysis import reconstruction_error
 from usdiff.data.generate import assign_splits, item_seed, render_item
 from usdiff.model import DiffAE, get_config
 from usdiff.model.config import SCHEDULE_CHOICES
-from usdiff.train import Trainer, save_pretrained
+from usdiff.train import Trainer, load_model, save_pretrained
 from usdiff.utils import get_device
 
 
@@ -41,17 +43,6 @@ def render_split(split: str, n: int, seed: int, size: int, image_size: int, limi
     return x * 2 - 1, domain
 
 
-@torch.no_grad()
-def heldout_error(model: DiffAE, x: torch.Tensor, steps: int, batch: int = 32) -> tuple[float, float]:
-    """Mean MSE (images in [-1, 1]) and mean PSNR (dB, peak-to-peak 2) of (x_T, z_sem) reconstructions."""
-    mse = []
-    for chunk in x.split(batch):
-        rec = model.reconstruct(chunk, steps=steps).clamp(-1, 1)
-        mse.append((rec - chunk).square().flatten(1).mean(1))
-    mse = torch.cat(mse)
-    return mse.mean().item(), (10 * torch.log10(4.0 / mse)).mean().item()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: the tiny preset's 3000)")
@@ -63,6 +54,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--eval-n", type=int, default=64, help="held-out test phantoms for the error report")
     parser.add_argument("--eval-steps", type=int, default=100, help="DDIM steps each way for the error report")
+    parser.add_argument("--eval-fixed-point-iters", type=int, default=10,
+                        help="also report reconstructions with this fixed-point refinement of the inversion")
+    parser.add_argument("--eval-only", action="store_true", help="skip training; report the error of --export")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = get_device()
@@ -70,27 +64,29 @@ def main() -> None:
     model_cfg, train_cfg = get_config("tiny")
     model_cfg.schedule = args.schedule
     train_cfg.total_steps = args.steps
-    t0 = time.perf_counter()
-    x, domain = render_split("train", args.n, args.seed, 128, model_cfg.image_size)
-    print(f"rendered {len(x)} training images in {time.perf_counter() - t0:.0f} s", flush=True)
+    if not args.eval_only:
+        t0 = time.perf_counter()
+        x, domain = render_split("train", args.n, args.seed, 128, model_cfg.image_size)
+        print(f"rendered {len(x)} training images in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    torch.manual_seed(train_cfg.seed)
-    model = DiffAE.from_config(model_cfg)
-    trainer = Trainer(model, torch.utils.data.TensorDataset(x, domain), train_cfg, args.out, device=device)
-    t0 = time.perf_counter()
-    trainer.fit(args.steps)
-    trainer.save()
-    minutes = (time.perf_counter() - t0) / 60
-    path = save_pretrained(trainer, args.export)
-    print(f"trained {args.steps} steps in {minutes:.1f} min on {device}; wrote {path}", flush=True)
+        torch.manual_seed(train_cfg.seed)
+        model = DiffAE.from_config(model_cfg)
+        trainer = Trainer(model, torch.utils.data.TensorDataset(x, domain), train_cfg, args.out, device=device)
+        t0 = time.perf_counter()
+        trainer.fit(args.steps)
+        trainer.save()
+        minutes = (time.perf_counter() - t0) / 60
+        path = save_pretrained(trainer, args.export)
+        print(f"trained {args.steps} steps in {minutes:.1f} min on {device}; wrote {path}", flush=True)
 
-    from usdiff.train import load_model
-
-    shipped = load_model(path, device=device).float().eval()
+    shipped = load_model(args.export, device=device).float().eval()
     test, test_domain = render_split("test", args.n, args.seed, 128, model_cfg.image_size, limit=args.eval_n)
     for d, name in ((0, "sim"), (1, "real-like")):
-        mse, psnr = heldout_error(shipped, test[test_domain == d].to(device), args.eval_steps)
-        print(f"held-out {name}: MSE {mse:.5f}, PSNR {psnr:.1f} dB ({args.eval_steps} DDIM steps each way)")
+        for iters in sorted({0, args.eval_fixed_point_iters}):
+            err = reconstruction_error(shipped, test[test_domain == d], steps=args.eval_steps, fixed_point_iters=iters)
+            print(f"held-out {name}: MSE {err['mse'].mean():.5f}, PSNR {err['psnr'].mean():.1f} dB "
+                  f"({args.eval_steps} DDIM steps each way, fixed_point_iters={iters}, "
+                  f"{err['unet_calls']:.0f} UNet passes per batch)", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from usdiff.analysis import (
     manipulation_widget,
     nearest_domain,
     plot_strip,
+    reconstruction_error,
     strip_anatomy,
     sweep_metrics,
 )
@@ -111,6 +112,20 @@ def test_encode_dataset_rejects_bad_arguments(model, bad):
     with pytest.raises(ValueError):
         encode_dataset(model, ListDataset(list(images(2)), [0, 1]), progress=False, **bad)
 
+
+
+def test_reconstruction_error_matches_the_closed_form_and_counts_unet_passes(model):
+    x = images(5, seed=4)
+    err = reconstruction_error(model, x, steps=3, batch_size=2)
+    rec = torch.cat([model.reconstruct(c, steps=3) for c in x.split(2)])
+    mse = (rec - x).square().flatten(1).mean(1)
+    torch.testing.assert_close(err["mse"], mse)
+    torch.testing.assert_close(err["psnr"], 10 * torch.log10(4 / mse))
+    assert err["unet_calls"] == 2 * 3                     # plain inversion: one pass per step each way
+    refined = reconstruction_error(model, x, steps=3, fixed_point_iters=2, batch_size=5)
+    assert 2 * 3 < refined["unet_calls"] <= 3 + 3 * 3       # plus at most 2 refinements per step
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        reconstruction_error(model, x, batch_size=0)
 
 # ---- anatomy ----------------------------------------------------------------------------------------
 

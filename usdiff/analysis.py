@@ -3,6 +3,7 @@
 The notebooks on interpolation, classifier manipulation and the latent space share these steps:
 
 * :func:`encode_dataset` / :func:`encode_images`: semantic codes ``z_sem`` of many images;
+* :func:`reconstruction_error`: how exactly ``(x_T, z_sem)`` gives an image back (MSE, PSNR, cost);
 * :func:`strip_anatomy`: aortas along an interpolation strip, their distance to the source and
   target label maps, and where the anatomy *jumps* (the lowest Dice of the dark-structure masks
   of two consecutive frames);
@@ -17,6 +18,7 @@ The notebooks on interpolation, classifier manipulation and the latent space sha
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -37,6 +39,7 @@ from .translate import _model_device, interpolate, manipulate_z
 __all__ = [
     "encode_images",
     "encode_dataset",
+    "reconstruction_error",
     "strip_anatomy",
     "anatomy_table",
     "manipulation_sweep",
@@ -98,6 +101,40 @@ def encode_dataset(model, dataset, batch_size: int = 64, indices: Sequence[int] 
         zs.append(model.encode(x).cpu())
         ys += [int(d) for _, d in items]
     return torch.cat(zs).double().numpy(), np.asarray(ys, dtype=np.int64)
+
+
+@torch.no_grad()
+def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int = 0,
+                         batch_size: int = 32) -> dict:
+    """Error of the reconstructions ``decode(encode_stochastic(x), z_sem)``, `steps` DDIM steps each way.
+
+    Args:
+        images: ``(B, 1, H, W)`` in [-1, 1].
+        fixed_point_iters: refinement of the inversion (see ``DiffAE.encode_stochastic``).
+
+    Returns:
+        dict with per-image ``mse`` and ``psnr`` (dB, peak-to-peak 2: ``10 log10(4 / mse)``) as
+        ``(B,)`` CPU tensors, ``unet_calls`` (mean UNet forward passes per batch, encode + decode) and
+        ``seconds`` (wall time of the whole set).
+    """
+    x = _as_batch(images)
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    device = _model_device(model)
+    calls = []
+    hook = model.unet.register_forward_hook(lambda *_: calls.append(1))
+    start = time.perf_counter()
+    try:
+        mse = []
+        for chunk in x.split(batch_size):
+            chunk = chunk.to(device)
+            rec = model.reconstruct(chunk, steps=steps, fixed_point_iters=fixed_point_iters)
+            mse.append((rec - chunk).square().flatten(1).mean(1).cpu())
+    finally:
+        hook.remove()
+    mse = torch.cat(mse)
+    return {"mse": mse, "psnr": 10 * torch.log10(4.0 / mse), "unet_calls": len(calls) / len(mse.split(batch_size)),
+            "seconds": time.perf_counter() - start}
 
 
 # ---- anatomy -------------------------------------------------------------------------------------
