@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--eval-n", type=int, default=64, help="held-out test phantoms for the error report")
     parser.add_argument("--eval-steps", type=int, default=100, help="DDIM steps each way for the error report")
-    parser.add_argument("--eval-fixed-point-iters", type=int, default=10,
+    parser.add_argument("--eval-fixed-point-iters", type=int, default=0,
                         help="also report reconstructions with this fixed-point refinement of the inversion")
     parser.add_argument("--eval-only", action="store_true", help="skip training; report the error of --export")
     args = parser.parse_args()
