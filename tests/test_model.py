@@ -221,6 +221,11 @@ def test_fixed_point_inversion_is_the_exact_inverse_of_decoding():
     assert err_refined < 1e-9, (err_plain, err_refined)   # ... and refinement makes it exact
     rec = model.reconstruct(x0, steps=8, fixed_point_iters=30)
     assert (rec - x0).pow(2).mean().item() < err_plain * 1e-2
+    # each image is refined on its own: the same code alone as in a batch
+    alone = torch.cat([model.encode_stochastic(x0[i:i + 1], z[i:i + 1], steps=8, fixed_point_iters=5, tol=1e-4)
+                       for i in range(2)])
+    torch.testing.assert_close(model.encode_stochastic(x0, z, steps=8, fixed_point_iters=5, tol=1e-4), alone,
+                               rtol=1e-4, atol=1e-5)
 
 
 def test_fixed_point_refinement_stops_at_tol_and_validates():

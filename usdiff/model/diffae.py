@@ -143,7 +143,8 @@ class DiffAE(nn.Module):
         cosine schedule), so reconstructions get *worse* beyond ~100 steps there. With
         ``fixed_point_iters > 0`` every step is refined by fixed-point iteration until it is the
         exact inverse of the matching decoding step: x_next = inverse_step(eps(x_next, t_next)),
-        stopping early once the largest per-image RMS change is below `tol`.
+        each image until its RMS change is below `tol` (converged images stop early, so an image gets
+        the same refinement alone or in any batch).
 
         Args:
             x0: ``(B, C, H, W)`` images in [-1, 1].
@@ -152,7 +153,7 @@ class DiffAE(nn.Module):
             progress: show a tqdm bar.
             fixed_point_iters: at most this many refinements per step (0 = plain DDIM inversion;
                 each costs one UNet evaluation; 5-10 make the inversion exact to ~60 dB).
-            tol: stop refining a step when no image changes by more than this RMS.
+            tol: stop refining an image at a step once it changes by less than this RMS.
 
         Returns:
             ``(B, C, H, W)`` x_T.
@@ -175,12 +176,15 @@ class DiffAE(nn.Module):
                 # eps at the current point; the clean image (t=-1) is evaluated at t=0
                 eps = self.unet(x, self._t(t, x), z_sem)
                 x_next = self.scheduler.inverse_step(eps, t, t_next, x)
+                active = torch.arange(len(x), device=x.device)     # images still being refined
                 for _ in range(fixed_point_iters):
-                    eps = self.unet(x_next, self._t(t_next, x), z_sem)  # eps where decoding evaluates it
-                    refined = self.scheduler.inverse_step(eps, t, t_next, x)
-                    change = (refined - x_next).flatten(1).pow(2).mean(1).sqrt().max().item()
-                    x_next = refined
-                    if change < tol:
+                    x_a = x_next[active]
+                    eps = self.unet(x_a, self._t(t_next, x_a), z_sem[active])  # eps where decoding evaluates it
+                    refined = self.scheduler.inverse_step(eps, t, t_next, x[active])
+                    change = (refined - x_a).flatten(1).pow(2).mean(1).sqrt()
+                    x_next[active] = refined
+                    active = active[change >= tol]
+                    if len(active) == 0:
                         break
                 x = x_next
         return x
