@@ -113,7 +113,6 @@ def test_encode_dataset_rejects_bad_arguments(model, bad):
         encode_dataset(model, ListDataset(list(images(2)), [0, 1]), progress=False, **bad)
 
 
-
 def test_reconstruction_error_matches_the_closed_form_and_counts_unet_passes(model):
     x = images(5, seed=4)
     err = reconstruction_error(model, x, steps=3, batch_size=2)
@@ -126,6 +125,7 @@ def test_reconstruction_error_matches_the_closed_form_and_counts_unet_passes(mod
     assert 2 * 3 < refined["unet_calls"] <= 3 + 3 * 3       # plus at most 2 refinements per step
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         reconstruction_error(model, x, batch_size=0)
+
 
 # ---- anatomy ----------------------------------------------------------------------------------------
 

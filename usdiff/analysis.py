@@ -124,16 +124,17 @@ def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int
     calls = []
     hook = model.unet.register_forward_hook(lambda *_: calls.append(1))
     start = time.perf_counter()
+    batches = x.split(batch_size)
     try:
         mse = []
-        for chunk in x.split(batch_size):
+        for chunk in batches:
             chunk = chunk.to(device)
             rec = model.reconstruct(chunk, steps=steps, fixed_point_iters=fixed_point_iters)
             mse.append((rec - chunk).square().flatten(1).mean(1).cpu())
     finally:
         hook.remove()
     mse = torch.cat(mse)
-    return {"mse": mse, "psnr": 10 * torch.log10(4.0 / mse), "unet_calls": len(calls) / len(mse.split(batch_size)),
+    return {"mse": mse, "psnr": 10 * torch.log10(4.0 / mse), "unet_calls": len(calls) / len(batches),
             "seconds": time.perf_counter() - start}
 
 
