@@ -83,7 +83,8 @@ def main() -> None:
     test, test_domain = render_split("test", args.n, args.seed, 128, model_cfg.image_size, limit=args.eval_n)
     for d, name in ((0, "sim"), (1, "real-like")):
         for iters in sorted({0, args.eval_fixed_point_iters}):
-            err = reconstruction_error(shipped, test[test_domain == d], steps=args.eval_steps, fixed_point_iters=iters)
+            err = reconstruction_error(shipped, test[test_domain == d], steps=args.eval_steps, fixed_point_iters=iters,
+                                       progress=True)
             print(f"held-out {name}: MSE {err['mse'].mean():.5f}, PSNR {err['psnr'].mean():.1f} dB "
                   f"({args.eval_steps} DDIM steps each way, fixed_point_iters={iters}, "
                   f"{err['unet_calls']:.0f} UNet passes per batch)", flush=True)

@@ -105,12 +105,13 @@ def encode_dataset(model, dataset, batch_size: int = 64, indices: Sequence[int] 
 
 @torch.no_grad()
 def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int = 0,
-                         batch_size: int = 32) -> dict:
+                         batch_size: int = 32, progress: bool = False) -> dict:
     """Error of the reconstructions ``decode(encode_stochastic(x), z_sem)``, `steps` DDIM steps each way.
 
     Args:
         images: ``(B, 1, H, W)`` in [-1, 1].
         fixed_point_iters: refinement of the inversion (see ``DiffAE.encode_stochastic``).
+        progress: show a tqdm bar over the images.
 
     Returns:
         dict with per-image ``mse`` and ``psnr`` (dB, peak-to-peak 2: ``10 log10(4 / mse)``) as
@@ -127,10 +128,13 @@ def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int
     batches = x.split(batch_size)
     try:
         mse = []
+        bar = tqdm(total=len(x), desc="reconstruct", disable=not progress, leave=False)
         for chunk in batches:
             chunk = chunk.to(device)
             rec = model.reconstruct(chunk, steps=steps, fixed_point_iters=fixed_point_iters)
             mse.append((rec - chunk).square().flatten(1).mean(1).cpu())
+            bar.update(len(chunk))
+        bar.close()
     finally:
         hook.remove()
     mse = torch.cat(mse)
