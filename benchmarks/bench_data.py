@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
+
+from timing import machine, median_time
 
 from usdiff.data import generate_dataset, item_seed, make_phantom, render_real, render_sim
 from usdiff.data.generate import FOLDERS, _write_chunk
@@ -28,13 +28,8 @@ TARGET_SECONDS = 120.0
 
 
 def rate(fn, count: int, repeats: int) -> float:
-    """Median items/s of `fn()` that handles `count` items."""
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        rates.append(count / (time.perf_counter() - t0))
-    return statistics.median(rates)
+    """Items/s of `fn()` that handles `count` items, from its median time."""
+    return count / median_time(fn, repeats)
 
 
 def main() -> None:
@@ -71,9 +66,7 @@ def main() -> None:
             cpu.append((time.process_time() - t0) / m)
         cpu_item = min(cpu)
 
-    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    print(f"# usdiff data generation, {size} x {size}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, median of {args.repeats}, load average {load}")
+    print(f"# usdiff data generation, {size} x {size}, {machine()}, median of {args.repeats}")
     print()
     print("| stage | processes | images/s |")
     print("|---|---|---|")

@@ -14,24 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
 import numpy as np
 import scipy.linalg
 import torch
+from timing import machine, median_time
 
 from usdiff.metrics import InceptionFeatures, kid, trace_sqrt_product
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_extraction(batch: int, repeats: int) -> list[tuple[str, float]]:
@@ -94,9 +85,8 @@ def main(argv=None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads: "
-          f"{torch.get_num_threads()}, numpy {np.__version__}, torch {torch.__version__}; "
-          f"load average at start: {os.getloadavg()[0]:.1f} (timings scale with it on a shared machine)\n")
+    print(f"{machine()}; torch threads: {torch.get_num_threads()}, numpy {np.__version__}, "
+          f"torch {torch.__version__}\n")
 
     print("## Inception feature extraction (CPU, random weights, 128 px -> 299 px)\n")
     print("| layer | images/s |\n|---|---|")

@@ -13,24 +13,12 @@ Run: ``python benchmarks/bench_model.py [--quick] [--threads N]``; prints Markdo
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
-import time
 
 import torch
+from timing import machine, median_time
 
 from usdiff.model import DiffAE, count_parameters, get_config
-
-
-def median_time(fn, repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def bench_training(name: str, batch: int, repeats: int) -> dict:
@@ -47,7 +35,7 @@ def bench_training(name: str, batch: int, repeats: int) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
 
-    seconds = median_time(step, repeats)
+    seconds = median_time(step, repeats, warmup=1)
     return {"config": name, "px": cfg.image_size, "params": count_parameters(model), "img_s": batch / seconds}
 
 
@@ -60,7 +48,7 @@ def bench_ddim(name: str, steps: int, batch: int, repeats: int) -> dict:
         z = model.encode(x)
         model.decode(model.encode_stochastic(x, z, steps=steps), z, steps=steps)
 
-    seconds = median_time(roundtrip, repeats, warmup=0)
+    seconds = median_time(roundtrip, repeats)
     return {"config": name, "steps": steps, "img_s": batch / seconds, "ms_per_eval": 1000 * seconds / (2 * steps + 1)}
 
 
@@ -100,8 +88,8 @@ def bench_unet_vs_diffusers(name: str, batch: int, repeats: int) -> dict | None:
     ours_step(), theirs_step()
     ours_t, theirs_t = [], []
     for _ in range(repeats):
-        ours_t.append(median_time(ours_step, 1, warmup=0))
-        theirs_t.append(median_time(theirs_step, 1, warmup=0))
+        ours_t.append(median_time(ours_step, 1))
+        theirs_t.append(median_time(theirs_step, 1))
     a, b = batch / statistics.median(ours_t), batch / statistics.median(theirs_t)
     return {"config": name, "ours_params": count_parameters(ours), "theirs_params": count_parameters(theirs),
             "ours_img_s": a, "theirs_img_s": b, "ratio": a / b}
@@ -115,7 +103,7 @@ def main():
     torch.set_num_threads(args.threads)
     repeats = 3 if args.quick else 7
     configs = ["tiny"] if args.quick else ["tiny", "small"]
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, {args.threads} threads\n")
+    print(f"torch {torch.__version__}, {machine()}, {args.threads} threads\n")
 
     print("## Training step (batch 16, forward + backward + Adam)\n")
     print("| config | px | params | images/s |\n|---|---|---|---|")

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from usdiff.io import save_batch, save_png, to_uint8
-from usdiff.utils import from_model_range, get_device, to_model_range
+from usdiff.utils import check_matrix, from_model_range, get_device, to_model_range, unit_images
 from usdiff.viz import show_grid, to_numpy_images
 
 
@@ -49,3 +49,23 @@ def test_viz_normalises_shapes_and_ranges():
         to_numpy_images(np.zeros((2, 3, 4, 4)))
     fig = show_grid(np.zeros((5, 4, 4)), titles=list("abcde"), ncols=3)
     assert len(fig.axes) == 6
+
+
+def test_unit_images_rescales_clamps_and_resizes():
+    x = torch.tensor([[[[-1.0, 0.0], [1.0, 3.0]]]])
+    out = unit_images(x, (-1.0, 1.0), 2, torch.device("cpu"))
+    assert out.dtype == torch.float32 and out.tolist() == [[[[0.0, 0.5], [1.0, 1.0]]]]
+    const = unit_images(torch.full((2, 3, 5, 7), 0.25), (0.0, 1.0), 9, torch.device("cpu"))
+    assert const.shape == (2, 3, 9, 9) and torch.allclose(const, torch.full_like(const, 0.25))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\) or \(B, 3, H, W\), got shape \(2, 2, 4, 4\)"):
+        unit_images(torch.zeros(2, 2, 4, 4), (0.0, 1.0), 4, torch.device("cpu"))
+
+
+def test_check_matrix_names_the_argument():
+    z = check_matrix(torch.ones(3, 2, dtype=torch.float16), "codes", min_rows=3)
+    assert z.dtype == np.float64 and z.shape == (3, 2)
+    for bad, msg in ((np.ones(3), "codes must be a 2-D"), (np.ones((2, 4)), "codes needs at least 3 samples"),
+                     (np.ones((3, 0)), "at least one column"), (np.array([[1.0], [np.nan], [0.0]]), "codes contains NaN"),
+                     ([["a"], ["b"], ["c"]], "codes must be numeric")):
+        with pytest.raises(ValueError, match=msg):
+            check_matrix(bad, "codes", min_rows=3)

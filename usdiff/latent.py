@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .utils import get_device
+from .utils import check_matrix, get_device
 
 __all__ = [
     "ZNormalizer",
@@ -58,16 +58,7 @@ def _to_numpy(x, name: str, dtype=np.float64) -> np.ndarray:
 
 def _check_z(z, name: str = "z", min_rows: int = 1) -> np.ndarray:
     """``(N, D)`` codes as float64 numpy; raises ``ValueError`` naming `name`."""
-    arr = _to_numpy(z, name)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {arr.shape}")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {arr.shape[0]}")
-    if arr.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one column, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
+    return check_matrix(z, name, min_rows=min_rows)
 
 
 def _check_labels(y, n: int, name: str = "y") -> np.ndarray:

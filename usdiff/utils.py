@@ -51,3 +51,52 @@ def from_model_range(x: torch.Tensor) -> torch.Tensor:
 def is_fast() -> bool:
     """True when ``USDIFF_FAST=1``: notebooks and CLIs then use small sizes for a quick CPU run."""
     return os.environ.get("USDIFF_FAST", "0") == "1"
+
+
+def unit_images(x, value_range: tuple[float, float], size: int, device: torch.device) -> torch.Tensor:
+    """Images ``(B, 1|3, H, W)`` in `value_range` -> float32 ``(B, 1|3, size, size)`` in [0, 1] on `device`.
+
+    Values outside `value_range` are clamped; resizing is bilinear with antialiasing.
+
+    Raises:
+        ValueError: if `x` is not a batch of 1- or 3-channel images.
+    """
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(x.shape)}")
+    lo, hi = value_range
+    x = ((x.to(device, torch.float32) - lo) / (hi - lo)).clamp(0.0, 1.0)
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                                            antialias=True)
+    return x
+
+
+def as_float64(x, name: str) -> np.ndarray:
+    """`x` (array-like or tensor) as a finite float64 numpy array; ``ValueError`` naming `name` otherwise."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be numeric, got {type(x).__name__}") from err
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+def check_matrix(x, name: str, min_rows: int = 1) -> np.ndarray:
+    """A finite float64 ``(N, D)`` matrix with ``N >= min_rows`` and ``D >= 1`` (features, codes).
+
+    Raises:
+        ValueError: naming `name`, if `x` is not numeric, not 2-D, too short, empty or not finite.
+    """
+    x = as_float64(x, name)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
+    if x.shape[0] < min_rows:
+        raise ValueError(f"{name} needs at least {min_rows} samples (rows), got {x.shape[0]}")
+    if x.shape[1] < 1:
+        raise ValueError(f"{name} must have at least one column, got shape {x.shape}")
+    return x

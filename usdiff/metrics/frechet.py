@@ -15,16 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..utils import as_float64, check_matrix
+
 __all__ = ["GaussianStats", "frechet_distance", "trace_sqrt_product", "fid_from_features", "kid"]
-
-
-def _as_float64(x, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return x
 
 
 def check_features(features, name: str = "features", min_samples: int = 2) -> np.ndarray:
@@ -33,14 +26,7 @@ def check_features(features, name: str = "features", min_samples: int = 2) -> np
     Raises:
         ValueError: if `features` is not 2-D, has fewer than `min_samples` rows, or has NaN/inf.
     """
-    x = _as_float64(features, name)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (N, D), got shape {x.shape}")
-    if x.shape[0] < min_samples:
-        raise ValueError(f"{name} needs at least {min_samples} samples (rows), got {x.shape[0]}")
-    if x.shape[1] < 1:
-        raise ValueError(f"{name} must have at least one feature column, got shape {x.shape}")
-    return x
+    return check_matrix(features, name, min_rows=min_samples)
 
 
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
@@ -100,8 +86,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     Raises:
         ValueError: on mismatched shapes, non-square covariances or NaN/inf values.
     """
-    mu1, mu2 = _as_float64(mu1, "mu1"), _as_float64(mu2, "mu2")
-    sigma1, sigma2 = _as_float64(sigma1, "sigma1"), _as_float64(sigma2, "sigma2")
+    mu1, mu2 = as_float64(mu1, "mu1"), as_float64(mu2, "mu2")
+    sigma1, sigma2 = as_float64(sigma1, "sigma1"), as_float64(sigma2, "sigma2")
     if mu1.ndim != 1 or mu2.ndim != 1:
         raise ValueError(f"mu1 and mu2 must be 1-D (D,), got shapes {mu1.shape} and {mu2.shape}")
     if mu1.shape != mu2.shape:

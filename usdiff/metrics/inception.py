@@ -25,7 +25,7 @@ from torch import nn
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 from tqdm.auto import tqdm
 
-from ..utils import get_device
+from ..utils import get_device, unit_images
 
 __all__ = ["InceptionFeatures", "extract_features", "find_inception_weights", "build_inception",
            "FID_WEIGHTS_NAME", "TORCHVISION_WEIGHTS_NAME", "FID_WEIGHTS_URL", "TORCHVISION_WEIGHTS_URL",
@@ -236,17 +236,9 @@ class InceptionFeatures(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, 1|3, H, W)`` in `value_range` -> ``(B, 3, 299, 299)`` in ``[-1, 1]``."""
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(x)
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(x.shape)}")
-        lo, hi = self.value_range
-        x = ((x.to(self.device, torch.float32) - lo) / (hi - lo)).clamp(0.0, 1.0)
+        x = unit_images(x, self.value_range, INPUT_SIZE, self.device)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        if x.shape[-2:] != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False,
-                              antialias=True)
         return 2.0 * x - 1.0
 
     @torch.no_grad()

@@ -17,8 +17,9 @@ Caveats, to keep the number honest:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from ..utils import unit_images
 
 __all__ = ["SemanticFeatures", "FSD_NAME"]
 
@@ -71,17 +72,9 @@ class SemanticFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(B, 1, H, W)`` (or RGB, averaged to gray) in `value_range` -> ``(B, z_dim)``."""
-        if not isinstance(x, torch.Tensor):
-            x = torch.as_tensor(x)
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(x.shape)}")
-        lo, hi = self.value_range
-        x = ((x.to(self.device, torch.float32) - lo) / (hi - lo)).clamp(0.0, 1.0)
+        x = unit_images(x, self.value_range, self.image_size, self.device)
         if x.shape[1] == 3:
             x = x.mean(dim=1, keepdim=True)
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              align_corners=False, antialias=True)
         was_training = self.model.training
         self.model.eval()
         try:
