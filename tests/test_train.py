@@ -3,6 +3,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
+import usdiff.train
 from usdiff.model import DiffAE, DiffAEConfig, TrainConfig
 from usdiff.train import EMA, Trainer, load_model, save_pretrained
 
@@ -144,6 +145,13 @@ def test_dataset_smaller_than_batch(tmp_path):
     model = DiffAE.from_config(model_config())
     with pytest.raises(ValueError, match="batch_size=8"):
         Trainer(model, blobs(4), train_config(), tmp_path)
+
+
+def test_data_workers_are_capped_at_the_available_cpus(tmp_path, monkeypatch):
+    monkeypatch.setattr(usdiff.train, "available_cpus", lambda: 2)
+    assert make_trainer(tmp_path, train_kw={"num_workers": 4}).num_workers == 2
+    assert make_trainer(tmp_path, train_kw={"num_workers": 1}).num_workers == 1
+    assert 1 <= usdiff.train.available_cpus()
 
 
 def test_train_config_validation():

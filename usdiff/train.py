@@ -96,6 +96,14 @@ class EpochSampler(Sampler):
         return self.n - self.start
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # macOS, Windows
+        return os.cpu_count() or 1
+
+
 class Trainer:
     """Trains a :class:`DiffAE` with the simple eps loss, EMA weights and exact resume.
 
@@ -133,6 +141,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.noise_generator = torch.Generator().manual_seed(cfg.seed)   # t and eps of the loss
         self.steps_per_epoch = len(dataset) // cfg.batch_size
+        self.num_workers = min(cfg.num_workers, available_cpus())   # e.g. the paper's 4 on a 2-CPU Colab
         self.step = 0
         self.epoch = 0
         self.batch_in_epoch = 0
@@ -159,7 +168,7 @@ class Trainer:
                                    start=self.batch_in_epoch * bs)
             # a private generator keeps the DataLoader from drawing on the global RNG (dropout's)
             loader = DataLoader(self.dataset, batch_size=bs, sampler=sampler, drop_last=True,
-                                num_workers=self.cfg.num_workers, pin_memory=self.device.type == "cuda",
+                                num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
                                 generator=torch.Generator().manual_seed(0))
             for batch in loader:
                 self.batch_in_epoch += 1

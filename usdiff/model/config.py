@@ -94,7 +94,7 @@ class TrainConfig:
         sample_every: steps between reconstruction grids in ``out_dir/samples`` (0: never).
         ckpt_every: steps between checkpoints ``out_dir/ckpt.pt`` (0: only at the end of `fit`).
         amp: fp16 mixed precision (used on CUDA only).
-        num_workers: DataLoader worker processes.
+        num_workers: DataLoader worker processes (at most the CPUs available; 0 = load in the main process).
         seed: seed of the data order, the diffusion noise and the initial weights.
     """
 
