@@ -126,15 +126,14 @@ def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int
     hook = model.unet.register_forward_hook(lambda *_: calls.append(1))
     start = time.perf_counter()
     batches = x.split(batch_size)
+    mse = []
     try:
-        mse = []
-        bar = tqdm(total=len(x), desc="reconstruct", disable=not progress, leave=False)
-        for chunk in batches:
-            chunk = chunk.to(device)
-            rec = model.reconstruct(chunk, steps=steps, fixed_point_iters=fixed_point_iters)
-            mse.append((rec - chunk).square().flatten(1).mean(1).cpu())
-            bar.update(len(chunk))
-        bar.close()
+        with tqdm(total=len(x), desc="reconstruct", disable=not progress, leave=False) as bar:
+            for chunk in batches:
+                chunk = chunk.to(device)
+                rec = model.reconstruct(chunk, steps=steps, fixed_point_iters=fixed_point_iters)
+                mse.append((rec - chunk).square().flatten(1).mean(1).cpu())
+                bar.update(len(chunk))
     finally:
         hook.remove()
     mse = torch.cat(mse)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .utils import check_matrix, get_device
+from .utils import check_matrix, get_device, to_numpy
 
 __all__ = [
     "ZNormalizer",
@@ -46,16 +46,6 @@ DOMAIN_COLORS = {0: "tab:orange", 1: "tab:blue"}  # as in the original t-SNE fig
 
 # ---- input checks ------------------------------------------------------------------------------
 
-def _to_numpy(x, name: str, dtype=np.float64) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    try:
-        x = np.asarray(x, dtype=dtype)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be numeric, got {type(x).__name__}") from err
-    return x
-
-
 def _check_z(z, name: str = "z", min_rows: int = 1) -> np.ndarray:
     """``(N, D)`` codes as float64 numpy; raises ``ValueError`` naming `name`."""
     return check_matrix(z, name, min_rows=min_rows)
@@ -63,7 +53,7 @@ def _check_z(z, name: str = "z", min_rows: int = 1) -> np.ndarray:
 
 def _check_labels(y, n: int, name: str = "y") -> np.ndarray:
     """Binary labels ``(N,)`` with values 0 (sim) and 1 (real) as int64."""
-    arr = _to_numpy(y, name)
+    arr = to_numpy(y, name)
     if arr.ndim != 1:
         arr = arr.reshape(-1) if arr.ndim == 2 and arr.shape[1] == 1 else arr
     if arr.ndim != 1:

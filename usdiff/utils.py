@@ -73,14 +73,19 @@ def unit_images(x, value_range: tuple[float, float], size: int, device: torch.de
     return x
 
 
-def as_float64(x, name: str) -> np.ndarray:
-    """`x` (array-like or tensor) as a finite float64 numpy array; ``ValueError`` naming `name` otherwise."""
+def to_numpy(x, name: str, dtype=np.float64) -> np.ndarray:
+    """`x` (array-like or tensor) as a numpy array of `dtype`; ``ValueError`` naming `name` if it is not numeric."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     try:
-        x = np.asarray(x, dtype=np.float64)
+        return np.asarray(x, dtype=dtype)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be numeric, got {type(x).__name__}") from err
+
+
+def as_float64(x, name: str) -> np.ndarray:
+    """`x` (array-like or tensor) as a finite float64 numpy array; ``ValueError`` naming `name` otherwise."""
+    x = to_numpy(x, name)
     if not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return x
