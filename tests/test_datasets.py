@@ -169,7 +169,7 @@ def test_image_folder_converts_modes_and_scales(tmp_path):
     _save(tmp_path / "d_16bit.tif", np.full((16, 16), 65535, np.uint16))
     _save(tmp_path / "e_bmp.BMP", np.full((50, 20), 0, np.uint8))
     (tmp_path / "notes.txt").write_text("not an image, not listed")
-    folder = USImageFolder(tmp_path, domain="sim", size=16)
+    folder = USImageFolder(tmp_path, domain="sim", size=16, fit="crop")
     assert [p.name for p in folder.files] == ["a_gray.png", "b_rgb.jpg", "c_rgba.png", "d_16bit.tif", "e_bmp.BMP"]
     values = []
     for image, domain in folder:
@@ -187,13 +187,13 @@ def test_resize_shorter_side_then_centre_crop(tmp_path):
     img[:, :12] = 255
     img[:, 48:] = 255
     _save(tmp_path / "wide.png", img)
-    out = USImageFolder(tmp_path, size=16)[0][0][0]
+    out = USImageFolder(tmp_path, size=16, fit="crop")[0][0][0]
     assert out.shape == (16, 16)
     assert float(out[:, 2:-2].max()) < -0.99
     tall = np.zeros((64, 16), np.uint8)
     tall[:8] = 255
     _save(tmp_path / "wide.png", tall)
-    assert float(USImageFolder(tmp_path, size=16)[0][0].max()) < -0.99
+    assert float(USImageFolder(tmp_path, size=16, fit="crop")[0][0].max()) < -0.99
 
 
 def test_image_folder_errors(tmp_path):
@@ -278,3 +278,20 @@ def test_two_domain_dataset(tmp_path):
     assert data[4][0].shape == (1, 8, 8) and len(data.files) == 5
     with pytest.raises(FileNotFoundError, match="does not exist"):
         TwoDomainDataset(tmp_path / "nope")
+
+
+def test_pad_keeps_the_whole_frame_and_restore_size_inverts_it(tmp_path):
+    from usdiff.data.datasets import read_image, resize_pad, restore_size
+
+    frame = np.full((20, 40), 255, np.uint8)                  # a landscape frame, all bright
+    frame[:, :4] = 0                                          # a dark left edge that a centre crop would cut
+    _save(tmp_path / "f.png", frame)
+    padded = read_image(tmp_path / "f.png", 20, fit="pad")[0].numpy()
+    cropped = read_image(tmp_path / "f.png", 20, fit="crop")[0].numpy()
+    assert padded[:4].max() < 0.05 and padded[-4:].max() < 0.05   # zero bands top and bottom (pad 10+10 of 40 -> 5+5 of 20)
+    assert padded[10, 0] < 0.1                                # the dark left edge survives padding
+    assert cropped[:, :2].min() > 0.9                         # ...but not the centre crop
+    back = restore_size(resize_pad(frame.astype(np.float32) / 255, 20), (20, 40), "pad")
+    assert back.shape == (20, 40) and np.abs(back[2:-2, 8:] - 1).max() < 0.05   # edge rows blend with the pad
+    with pytest.raises(ValueError, match="fit must be 'pad' or 'crop'"):
+        USImageFolder(tmp_path, size=16, fit="stretch")

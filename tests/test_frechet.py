@@ -201,8 +201,12 @@ def test_kid_near_zero_for_same_distribution_and_positive_for_shift():
 def test_kid_subset_size_capped_and_validated():
     rng = np.random.default_rng(8)
     x, y = rng.standard_normal((30, 3)), rng.standard_normal((20, 3))
-    # subset size capped at 20: every subset of y is all of y
-    assert kid(x, y, num_subsets=3, subset_size=1000) == kid(x, y, num_subsets=3, subset_size=20)
+    # a subset as large as y would be all of y every time (spread 0): half of y is used instead, with a warning
+    with pytest.warns(UserWarning, match="using subsets of 10"):
+        capped = kid(x, y, num_subsets=3, subset_size=1000)
+    assert capped == kid(x, y, num_subsets=3, subset_size=10)
+    with pytest.warns(UserWarning):
+        assert kid(x, y, num_subsets=5, subset_size=20)[1] > 0
     with pytest.raises(ValueError, match="num_subsets"):
         kid(x, y, num_subsets=0)
     with pytest.raises(ValueError, match="features2 contains NaN"):
@@ -217,7 +221,7 @@ def test_distance_report_on_features_is_json_ready():
     report = distance_report(a, b, n=200, kid_subsets=10)
     assert report["n_real"] == 200 and report["n_fake"] == 200 and report["dim"] == 8
     assert report["fd"] == pytest.approx(fid_from_features(a[:200], b[:200]))
-    assert report["kid_mean"] > 0 and report["kid_subset_size"] == 200
+    assert report["kid_mean"] > 0 and report["kid_subset_size"] == 100   # half of n: subsets must differ
     json.dumps(report)
 
 

@@ -92,8 +92,22 @@ def test_preprocessing_is_range_and_channel_invariant(random_pool2):
         InceptionFeatures("pool4", weights="random")
 
 
+def test_fid_network_is_recognised_by_content_not_layout(fid_kind_file, monkeypatch):
+    import usdiff.metrics.inception as inception
+
+    path, _ = fid_kind_file
+    with pytest.warns(UserWarning, match="not comparable to published FID"):
+        ext = InceptionFeatures("pool2", weights=path, device="cpu")
+    assert ext.metric != "FID" and "not FID-comparable" in ext.metric    # random weights, FID layout
+    monkeypatch.setattr(inception, "FID_SHA256_PREFIX", inception.file_sha256(path)[:8])
+    assert InceptionFeatures("pool2", weights=path, device="cpu").metric == "FID"
+
+
 def test_load_fid_layout_by_path_env_and_torch_home(fid_kind_file, monkeypatch, tmp_path):
+    import usdiff.metrics.inception as inception
+
     path, conv_weight = fid_kind_file
+    monkeypatch.setattr(inception, "FID_SHA256_PREFIX", inception.file_sha256(path)[:8])
     ext = InceptionFeatures("pool2", weights=path, device="cpu")
     assert ext.kind == "fid" and ext.metric == "FID" and path.name in ext.weights_name
     torch.testing.assert_close(ext.blocks[5].conv.weight, conv_weight)  # Conv2d_4a_3x3 loaded
@@ -148,7 +162,10 @@ def test_extract_features_from_tensor_dataset_and_loader(random_pool2):
     assert extract_features(random_pool2, x, n=2, progress=False).shape == (2, 192)
 
 
-def test_fid_folders_report(fid_kind_file, tmp_path):
+def test_fid_folders_report(fid_kind_file, tmp_path, monkeypatch):
+    import usdiff.metrics.inception as inception
+
+    monkeypatch.setattr(inception, "FID_SHA256_PREFIX", inception.file_sha256(fid_kind_file[0])[:8])
     rng = np.random.default_rng(0)
     for name, offset in (("real", 0), ("fake", 80)):
         (tmp_path / name).mkdir()

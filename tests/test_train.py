@@ -4,7 +4,7 @@ from PIL import Image
 from torch.utils.data import TensorDataset
 
 import usdiff.train
-from usdiff.model import DiffAE, DiffAEConfig, TrainConfig
+from usdiff.model import DiffAE, DiffAEConfig, TrainConfig, get_config
 from usdiff.train import EMA, Trainer, load_model, save_pretrained
 
 
@@ -161,3 +161,10 @@ def test_train_config_validation():
         TrainConfig(batch_size=0)
     with pytest.raises(ValueError, match="total_steps and TrainConfig.epochs"):
         TrainConfig(total_steps=None, epochs=None)
+
+
+def test_paper_config_uses_the_study_ema_without_warmup():
+    _, paper = get_config("paper")
+    assert paper.ema_decay == 0.9999 and paper.ema_warmup is False   # the study's code has no warm-up
+    _, tiny = get_config("tiny")
+    assert tiny.ema_warmup                                            # short runs keep it

@@ -255,7 +255,8 @@ def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], al
 
 
 def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_z=None,
-                  batch_size: int = 64, value_range=(-1.0, 1.0), **settings) -> dict[str, dict[str, np.ndarray]]:
+                  batch_size: int = 64, value_range=(-1.0, 1.0), critics=None,
+                  **settings) -> dict[str, dict[str, np.ndarray]]:
     """Realness and anatomy per alpha of a :func:`manipulation_sweep`.
 
     Args:
@@ -272,12 +273,20 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
         (fraction of images with exactly one), ``aorta_found`` (fraction with a blob on the
         true aorta), ``aorta_error_px`` (median over images with a blob) and ``extra_blobs``
         (mean blobs off every vessel).
+        With `critics` (:func:`usdiff.metrics.critics.load_critics`, independent of the DiffAE)
+        also ``p_critic`` (the domain critic's mean ``P(real)`` of the decoded images),
+        ``seg_dice_mean`` / ``seg_dice_aorta`` (segmenter on the decoded image vs the source label
+        map) and ``seg_one_aorta`` (fraction with exactly one segmented aorta).
     """
     out = {}
+    labs = np.asarray(label_maps)
+    keys = ["p_code", "p_image", "fd_real", "aorta_count", "one_aorta", "aorta_found", "aorta_error_px",
+            "extra_blobs"]
+    if critics is not None:
+        keys += ["p_critic", "seg_dice_mean", "seg_dice_aorta", "seg_one_aorta"]
     for name, ims in sweep["images"].items():
         k_count = len(ims)
-        m = {key: np.full(k_count, np.nan) for key in ("p_code", "p_image", "fd_real", "aorta_count", "one_aorta",
-                                                        "aorta_found", "aorta_error_px", "extra_blobs")}
+        m = {key: np.full(k_count, np.nan) for key in keys}
         for k in range(k_count):
             m["p_code"][k] = judge.predict_proba(sweep["z_manip"][name][k].double().numpy())[:, 1].mean()
             z_img = encode_images(model, ims[k], batch_size=batch_size)
@@ -291,8 +300,24 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
             m["aorta_found"][k] = table["aorta_found"].mean()
             m["aorta_error_px"][k] = np.median(errors) if len(errors) else np.nan
             m["extra_blobs"][k] = table["extra_blobs"].mean()
+            if critics is not None:
+                m["p_critic"][k] = critics.p_real(ims[k], value_range).mean()
+                seg = critics.anatomy_scores(ims[k], _labels_at(labs, len(ims[k]), critics.size), value_range)
+                m["seg_dice_mean"][k], m["seg_dice_aorta"][k] = seg["dice_mean"], seg["dice_aorta"]
+                m["seg_one_aorta"][k] = seg["one_aorta_rate"]
         out[name] = m
     return out
+
+
+def _labels_at(labels: np.ndarray, n: int, size: int) -> np.ndarray:
+    """Label maps ``(n, size, size)`` (nearest resize; one map is repeated for a batch)."""
+    labels = labels[None] if labels.ndim == 2 else labels
+    if len(labels) == 1 and n > 1:
+        labels = np.repeat(labels, n, axis=0)
+    if labels.shape[-1] != size:
+        t = torch.from_numpy(labels.astype(np.float32))[:, None]
+        labels = torch.nn.functional.interpolate(t, size=(size, size), mode="nearest")[:, 0].numpy()
+    return labels.astype(np.uint8)
 
 
 # ---- where codes land -----------------------------------------------------------------------------
@@ -449,7 +474,7 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
 def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: Mapping[str, LinearClassifier],
                         alpha: float = 0.3, alpha_range: tuple[float, float] = (-0.75, 0.75), alpha_step: float = 0.05,
                         encode_steps: int = 10, decode_steps: int = 10, judge: LinearClassifier | None = None,
-                        draw: bool = True):
+                        draw: bool = True, critics=None):
     """Slide alpha, toggle the classifier and pick an image; the manipulated image redraws live.
 
     Each image is encoded to ``(z, x_T)`` the first time it is shown (then cached); moving the
@@ -461,11 +486,15 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         classifiers: named fitted classifiers for the toggle (e.g. ``{"BCE": ..., "MSE": ...}``).
         judge: classifier whose ``P(real)`` of the moved code is shown (default: the selected one).
         draw: decode and show the first view at once.
+        critics: the independent critics (:func:`usdiff.metrics.critics.load_critics`); the title
+            then shows the domain critic's ``P(real)`` of the *decoded image* (what the user got)
+            beside the classifier's score of the *moved code* (what was asked for).
 
     Returns:
         an ``ipywidgets.VBox``; ``.controls`` holds ``image``, ``classifier`` and ``alpha``;
         ``.state`` the last view: ``image`` name, ``classifier`` name, ``alpha``, ``z``
-        (moved code), ``x_T``, ``recon`` and ``manipulated`` ``(1, 1, H, W)``, ``p_real``.
+        (moved code), ``x_T``, ``recon`` and ``manipulated`` ``(1, 1, H, W)``, ``p_real`` (of the
+        code) and ``p_image`` (critic on the decoded image; None without `critics`).
     """
     import ipywidgets as widgets
 
@@ -503,10 +532,16 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         z_new = manipulate_z(z, clf, a)
         out = model.decode(x_T, z_new, steps=decode_steps).cpu()
         p = float((judge or clf).predict_proba(z_new.double().cpu().numpy())[0, 1])
+        p_img = None if critics is None else float(critics.p_real(out, (-1.0, 1.0))[0])
         box.state.clear()
         box.state.update({"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(),
-                          "recon": recon, "manipulated": out, "p_real": p})
-        fig = show_grid(torch.cat([recon, out]), titles=["reconstruction", f"{cname}, alpha={a:+.2f}\nP(real)={p:.2f}"],
+                          "recon": recon, "manipulated": out, "p_real": p, "p_image": p_img})
+        title = f"{cname}, alpha={a:+.2f}\nP(real) of code={p:.2f}"
+        if p_img is not None:
+            p_rec = float(critics.p_real(recon, (-1.0, 1.0))[0])
+            title += f"\ncritic P(real) of image={p_img:.2f}"
+        fig = show_grid(torch.cat([recon, out]),
+                        titles=["reconstruction" + ("" if p_img is None else f"\n\ncritic P(real)={p_rec:.2f}"), title],
                         value_range=(-1, 1), size=2.6)
         _show(output, fig)
 

@@ -1,4 +1,4 @@
-"""Command line: ``usdiff data | train | reconstruct | sample | fid | translate``.
+"""Command line: usdiff data | train | reconstruct | sample | fid | evaluate | direction | translate.
 
 Each sub-command is a thin wrapper around one package function; run ``usdiff CMD -h`` for help.
 """
@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from . import __version__
 from .utils import is_fast
 
 DEFAULT_DATA = Path("data/builtin")
@@ -36,7 +37,7 @@ def _train(args):
     from .train import train
 
     trainer = train(config=args.config, data_dir=args.data, out_dir=args.out, resume=args.resume,
-                    device=args.device, steps=args.steps)
+                    device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit)
     print(f"trained to step {trainer.step}; checkpoint in {args.out}")
 
 
@@ -45,7 +46,8 @@ def _reconstruct(args):
 
     paths = reconstruct_folder(args.ckpt, args.images, args.out, encode_steps=args.encode_steps,
                                decode_steps=args.decode_steps, batch_size=args.batch_size, device=args.device,
-                               fixed_point_iters=args.fixed_point_iters)
+                               fixed_point_iters=args.fixed_point_iters, fit=args.fit, keep_size=args.keep_size,
+                               overwrite=args.overwrite)
     print(f"wrote {len(paths)} reconstructions to {args.out}")
 
 
@@ -53,16 +55,61 @@ def _sample(args):
     from .pipelines import sample_folder
 
     paths = sample_folder(args.ckpt, args.out, n=args.n, data_dir=args.data, images_dir=args.images,
-                          steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device)
+                          steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
+                          domain=args.domain, fit=args.fit, overwrite=args.overwrite)
     print(f"wrote {len(paths)} samples to {args.out}")
 
 
 def _fid(args):
-    from .metrics.evaluate import fid_folders
+    if args.features == "us":
+        from .metrics.judge import fd_us_folders
 
-    report = fid_folders(args.real, args.fake, layer=args.layer, weights=args.weights, n=args.n,
-                         device=args.device)
+        report = fd_us_folders(args.real, args.fake, n=args.n, device=args.device)
+    else:
+        from .metrics.evaluate import fid_folders
+
+        report = fid_folders(args.real, args.fake, layer=args.layer, weights=args.weights, n=args.n,
+                             device=args.device, fit=args.fit)
     print(json.dumps(report, indent=2, default=float))
+
+
+def _direction_fit(args):
+    from .translate import fit_direction
+
+    path = fit_direction(args.ckpt, args.data, args.out, loss=args.loss, n_fit=args.n_fit, seed=args.seed,
+                         device=args.device, overwrite=args.overwrite)
+    print(f"saved the {args.loss.upper()} realness direction to {path}")
+
+
+def _evaluate(args):
+    from .metrics.judge import evaluate_folders
+
+    data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
+    report = evaluate_folders(args.real, args.fake, labels_dir=args.labels, n=args.n, size=args.size,
+                              data_dir=data, device=args.device, seed=args.seed)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "n"}, default=float))
+        return
+    print(format_evaluation(report))
+
+
+def format_evaluation(report: dict) -> str:
+    """The `usdiff evaluate` report as aligned lines with what each number means."""
+    n = report.get("n")
+    rows = [("fd", f"{report['fd']:.3f}", f"FD-US, fake vs real, n={n} (lower = closer)")]
+    if "fd_floor" in report:
+        rows += [("fd_floor", f"{report['fd_floor']:.3f}", "real-like vs real-like, same n (what 'no difference' scores)"),
+                 ("fd_gap", f"{report['fd_gap']:.3f}", "simulated vs real-like, same n (the sim-to-real gap)")]
+    lo, hi = report["c2st_ci"]
+    rows += [("kid", f"{report['kid']:.5f}", "kernel distance in the same features (0 = same distribution)"),
+             ("c2st_acc", f"{report['c2st_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
+              "fresh classifier fake vs real, held-out accuracy and 95 % interval (0.5 = indistinguishable)"),
+             ("p_real_mean", f"{report['p_real_mean']:.3f}", "domain critic's mean P(real-like) of the fake images")]
+    if "dice_mean" in report:
+        rows += [("dice_mean", f"{report['dice_mean']:.3f}", "segmenter on fake vs source label maps, mean over tissues"),
+                 ("dice_aorta", f"{report['dice_aorta']:.3f}", "the same for the aorta"),
+                 ("one_aorta_rate", f"{report['one_aorta_rate']:.3f}", "share of fake images with exactly one aorta")]
+    return "\n".join(f"{k:<15s} {v:>22s}   {d}" for k, v, d in rows)
 
 
 def _translate(args):
@@ -72,94 +119,176 @@ def _translate(args):
                              alpha=args.alpha, classifier=args.classifier, data_dir=args.data,
                              encode_steps=args.encode_steps, decode_steps=args.decode_steps,
                              batch_size=args.batch_size, device=args.device,
-                             fixed_point_iters=args.fixed_point_iters)
+                             fixed_point_iters=args.fixed_point_iters, fit=args.fit, keep_size=args.keep_size,
+                             overwrite=args.overwrite, save_classifier=args.save_classifier, seed=args.seed)
     print(f"wrote {len(paths)} translated images to {args.out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="usdiff", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows every default; options without one (None, flags) are not given a misleading '(default: None)'."""
 
-    def add(name, func, help):
-        p = sub.add_parser(name, help=help, description=help)
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="usdiff", description=__doc__.splitlines()[0].replace("``", ""),
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"usdiff {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help, parent=sub):
+        p = parent.add_parser(name, help=help, description=help, formatter_class=_Formatter)
         p.set_defaults(func=func)
         return p
 
     def device_arg(p):
-        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when visible)")
+        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when visible, else CPU)")
 
     def fixed_point_arg(p):
         p.add_argument("--fixed-point-iters", type=int, default=0,
                        help="refinements per DDIM inversion step (0 = plain DDIM inversion, as in the "
                             "study; 5-10 make the inversion exact, at up to that many extra UNet passes)")
 
-    data = sub.add_parser("data", help="the built-in paired sim/real-like data set")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
-    gen = data_sub.add_parser("generate", help="generate the built-in data set into --out")
-    gen.set_defaults(func=_data_generate)
+    def fit_arg(p):
+        p.add_argument("--fit", default="pad", choices=["pad", "crop"],
+                       help="how images of another size or aspect reach the model's square size: pad = "
+                            "zero-pad to a square, then resize (keeps the whole ultrasound fan); crop = resize "
+                            "the shorter side and centre-crop (cuts the fan's sides off)")
+
+    def overwrite_arg(p, what="existing output files"):
+        p.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused otherwise)")
+
+    def seed_arg(p, help="random seed"):
+        p.add_argument("--seed", type=int, default=0, help=help)
+
+    data = sub.add_parser("data", help="the built-in paired sim/real-like data set", formatter_class=_Formatter)
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    gen = add("generate", _data_generate, "generate the built-in data set into --out", data_sub)
     gen.add_argument("--n", type=int, default=12_000, help="number of phantoms (each gives a sim and a real image)")
     gen.add_argument("--size", type=int, default=128, help="image side in pixels")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--out", type=Path, required=True)
-    ens = data_sub.add_parser("ensure", help="generate the data set unless an identical one is present")
-    ens.set_defaults(func=_data_ensure)
-    ens.add_argument("--n", type=int, default=None, help="default: 12000 (240 with USDIFF_FAST=1)")
-    ens.add_argument("--size", type=int, default=128)
-    ens.add_argument("--seed", type=int, default=0)
-    ens.add_argument("--out", type=Path, default=None, help=f"default: {DEFAULT_DATA} ({FAST_DATA} when fast)")
+    seed_arg(gen, "data set seed (phantoms, renders, splits)")
+    gen.add_argument("--out", type=Path, required=True, help="output folder (sim/, real/, labels/, manifest.json)")
+    ens = add("ensure", _data_ensure, "generate the data set unless an identical one is present", data_sub)
+    ens.add_argument("--n", type=int, default=None, help="number of phantoms (default: 12000; 240 with USDIFF_FAST=1)")
+    ens.add_argument("--size", type=int, default=128, help="image side in pixels")
+    seed_arg(ens, "data set seed (phantoms, renders, splits)")
+    ens.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_DATA}; {FAST_DATA} "
+                                                            "with USDIFF_FAST=1)")
 
     p = add("train", _train, "train a Diffusion Autoencoder")
-    p.add_argument("--config", default="tiny", choices=["tiny", "small", "paper"])
-    p.add_argument("--data", type=Path, required=True, help="built-in data set folder (see `usdiff data`)")
+    p.add_argument("--config", default="tiny", choices=["tiny", "small", "paper"], help="model and training preset")
+    p.add_argument("--data", type=Path, required=True,
+                   help="a built-in data set (see 'usdiff data'; its train split is used) or your own folder "
+                        "with the subfolders sim/ and real/ (all their images are used)")
     p.add_argument("--out", type=Path, required=True, help="run folder: checkpoints, samples, loss history")
     p.add_argument("--resume", action="store_true", help="continue exactly from RUN_DIR/ckpt.pt")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: from the config)")
+    overwrite_arg(p, "an existing run in --out (its checkpoint)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="total step count to train to, not a number of extra steps: with --resume a run at "
+                        "step 2000 and --steps 3000 trains 1000 more (default: the config's total)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, 0)")
+    fit_arg(p)
     device_arg(p)
 
     p = add("reconstruct", _reconstruct, "encode images to (x_T, z_sem) and decode them back")
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--encode-steps", type=int, default=100)
-    p.add_argument("--decode-steps", type=int, default=100)
-    fixed_point_arg(p)
-    p.add_argument("--batch-size", type=int, default=16)
-    device_arg(p)
-
-    p = add("sample", _sample, "generate images: held-out z_sem + random x_T (the FID protocol)")
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--n", type=int, default=1200)
-    p.add_argument("--out", type=Path, required=True)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--data", type=Path, help="built-in data set: z_sem of its test split")
-    src.add_argument("--images", type=Path, help="any folder of images to take z_sem from")
-    p.add_argument("--steps", type=int, default=20, help="DDIM steps (the study used 20)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    device_arg(p)
-
-    p = add("fid", _fid, "FID and KID between two image folders (InceptionV3 features, local weights)")
-    p.add_argument("--real", type=Path, required=True)
-    p.add_argument("--fake", type=Path, required=True)
-    p.add_argument("--layer", default="pool2", choices=["pool2", "pool3"],
-                   help="pool2: 192-d second max-pool (the study); pool3: 2048-d (standard FID)")
-    p.add_argument("--weights", type=Path, default=None, help="Inception weights file (no download)")
-    p.add_argument("--n", type=int, default=1200)
-    device_arg(p)
-
-    p = add("translate", _translate, "translate a folder of simulated images into real-styled PNGs")
-    p.add_argument("--ckpt", type=Path, required=True)
-    p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--method", default="classifier", choices=["classifier"])
-    p.add_argument("--loss", default="bce", choices=["bce", "mse"])
-    p.add_argument("--alpha", type=float, default=0.3, help="manipulation strength (positive = towards real)")
-    p.add_argument("--classifier", type=Path, default=None, help="saved direction; default: fit on --data")
-    p.add_argument("--data", type=Path, default=None, help="built-in data set to fit the direction on")
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
+    p.add_argument("--images", type=Path, required=True, help="folder of images (any size and mode)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
     p.add_argument("--encode-steps", type=int, default=100, help="DDIM steps of the inversion to x_T")
     p.add_argument("--decode-steps", type=int, default=100, help="DDIM steps of the decoding (best: = encode)")
     fixed_point_arg(p)
-    p.add_argument("--batch-size", type=int, default=16)
+    fit_arg(p)
+    p.add_argument("--keep-size", action="store_true", help="write each output at its input's size")
+    overwrite_arg(p)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    device_arg(p)
+
+    p = add("sample", _sample, "generate images: held-out z_sem + random x_T (the FID protocol); each output "
+                               "is named after its source image")
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
+    p.add_argument("--n", type=int, default=1200, help="number of images (sources are reused when fewer)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", type=Path, help="built-in data set (z_sem of its test split) or your own folder "
+                                               "with sim/ and real/")
+    src.add_argument("--images", type=Path, help="any folder of images to take z_sem from")
+    p.add_argument("--domain", default="both", choices=["sim", "real", "both"],
+                   help="with --data: take z_sem from this domain's images only")
+    p.add_argument("--steps", type=int, default=20, help="DDIM steps (the study used 20)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per batch")
+    seed_arg(p, "seed of the random x_T")
+    fit_arg(p)
+    overwrite_arg(p)
+    device_arg(p)
+
+    p = add("fid", _fid, "FID and KID between two image folders (InceptionV3 features from a local file), or "
+                         "the offline FD-US with --features us")
+    p.add_argument("--real", type=Path, required=True, help="folder of real images")
+    p.add_argument("--fake", type=Path, required=True, help="folder of generated images")
+    p.add_argument("--features", default="inception", choices=["inception", "us"],
+                   help="inception: FID (needs --weights or the file in $TORCH_HOME/hub/checkpoints); us: "
+                        "FD-US in the shipped ultrasound critics' features, reported under that name (not FID)")
+    p.add_argument("--layer", default="pool2", choices=["pool2", "pool3"],
+                   help="Inception layer: pool2 = 192-d second max-pool (the study); pool3 = 2048-d (standard FID)")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="Inception weights file, e.g. pt_inception-2015-12-05-6726825d.pth (nothing is downloaded)")
+    p.add_argument("--n", type=int, default=1200, help="at most this many images per folder")
+    fit_arg(p)
+    device_arg(p)
+
+    p = add("evaluate", _evaluate, "judge a folder of generated/translated images against real ones with "
+                                   "the independent critics (FD-US, KID, C2ST, P(real), anatomy Dice)")
+    p.add_argument("--real", type=Path, required=True, help="folder of real images (any size/mode)")
+    p.add_argument("--fake", type=Path, required=True, help="folder of generated or translated images")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="folder of label maps named like the fake images' sources (ID.png for ID.png or ID_rK.png)")
+    p.add_argument("--n", type=int, default=1200, help="at most this many images per set")
+    p.add_argument("--size", type=int, default=None, choices=[64, 128],
+                   help="critics to use (default: 64 for fake images up to 64 px, else 128)")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"built-in data set for the FD floor and gap (default: {DEFAULT_DATA}; omitted if absent)")
+    seed_arg(p, "seed of the C2ST split and classifier")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    device_arg(p)
+
+    direction = sub.add_parser("direction", help="the sim-vs-real direction in z_sem used by translate",
+                               formatter_class=_Formatter)
+    dsub = direction.add_subparsers(dest="direction_command", required=True, metavar="ACTION")
+    p = add("fit", _direction_fit, "fit a checkpoint's realness direction once and save it", dsub)
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint whose z_sem the direction lives in")
+    p.add_argument("--data", type=Path, required=True,
+                   help="built-in data set (train split) or your own folder with sim/ and real/")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output file; NAME_direction.pt beside NAME.pt is what translate uses by default")
+    p.add_argument("--loss", default="bce", choices=["bce", "mse"], help="classifier loss (the study tried both)")
+    p.add_argument("--n-fit", type=int, default=4000, help="training images encoded to fit the classifier")
+    seed_arg(p, "seed of the subset and the classifier")
+    overwrite_arg(p, "an existing --out file")
+    device_arg(p)
+
+    p = add("translate", _translate, "translate a folder of simulated images into real-styled PNGs")
+    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
+    p.add_argument("--images", type=Path, required=True, help="folder of simulated images (any size and mode)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
+    p.add_argument("--method", default="classifier", choices=["classifier"], help="translation method")
+    p.add_argument("--loss", default="bce", choices=["bce", "mse"], help="classifier loss when fitting on --data")
+    p.add_argument("--alpha", type=float, default=0.3, help="manipulation strength (positive = towards real)")
+    p.add_argument("--classifier", type=Path, default=None,
+                   help="saved direction (usdiff direction fit); default: NAME_direction.pt beside the checkpoint")
+    p.add_argument("--data", type=Path, default=None,
+                   help="fit the direction here instead: built-in data set or your own folder with sim/ and real/")
+    p.add_argument("--save-classifier", type=Path, default=None, help="with --data: also save the fitted direction")
+    p.add_argument("--encode-steps", type=int, default=100, help="DDIM steps of the inversion to x_T")
+    p.add_argument("--decode-steps", type=int, default=100, help="DDIM steps of the decoding (best: = encode)")
+    fixed_point_arg(p)
+    fit_arg(p)
+    p.add_argument("--keep-size", action="store_true", help="write each output at its input's size")
+    overwrite_arg(p)
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    seed_arg(p, "seed of the direction fit (with --data)")
     device_arg(p)
     return parser
 
@@ -168,7 +297,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, ValueError, PermissionError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, PermissionError, IsADirectoryError) as err:
         print(f"usdiff {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

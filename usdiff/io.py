@@ -33,13 +33,85 @@ def save_png(image, path: str | Path, value_range: tuple[float, float] = (-1.0, 
 
 
 def save_batch(images, out_dir: str | Path, names: Sequence[str],
-               value_range: tuple[float, float] = (-1.0, 1.0)) -> list[Path]:
-    """Save a batch ``(B, 1, H, W)`` as ``out_dir/name`` PNGs (``.png`` added when missing)."""
+               value_range: tuple[float, float] = (-1.0, 1.0), shapes: Sequence | None = None,
+               fit: str = "pad") -> list[Path]:
+    """Save a batch ``(B, 1, H, W)`` as ``out_dir/name`` PNGs (``.png`` added when missing).
+
+    `shapes` (one ``(H, W)`` per image, or None) writes each image back at that size, undoing the
+    `fit` (``"pad"`` / ``"crop"``) that brought it to the model's size.
+    """
+    from .data.datasets import restore_size
+
     if len(images) != len(names):
         raise ValueError(f"got {len(images)} images but {len(names)} names")
     out_dir = Path(out_dir)
     paths = []
-    for image, name in zip(images, names):
+    for k, (image, name) in enumerate(zip(images, names)):
         name = name if name.lower().endswith(".png") else f"{Path(name).stem}.png"
+        if shapes is not None:
+            unit = (to_uint8(image, value_range).astype(np.float32) / 255.0)
+            image, value_range_k = restore_size(unit, tuple(shapes[k]), fit), (0.0, 1.0)
+            paths.append(save_png(image, out_dir / name, value_range_k))
+            continue
         paths.append(save_png(image, out_dir / name, value_range))
     return paths
+
+
+def output_names(files: Sequence[str | Path]) -> list[str]:
+    """A unique ``.png`` output name for every input file: ``stem.png``, or ``name.png`` (the
+    extension kept in the stem, e.g. ``a.jpg.png``) where two inputs share a stem (``a.png`` and
+    ``a.jpg``), so that no output overwrites another."""
+    stems = [Path(f).stem.lower() for f in files]
+    counts = {s: stems.count(s) for s in stems}
+    names = [f"{Path(f).stem}.png" if counts[s] == 1 or Path(f).suffix.lower() == ".png" else f"{Path(f).name}.png"
+             for f, s in zip(files, stems)]
+    if len({n.lower() for n in names}) != len(names):  # e.g. a.png, a.jpg and a.jpg.png together
+        names = [f"{Path(f).name}.png" for f in files]
+    return names
+
+
+def check_outputs(out_dir: str | Path, names: Sequence[str], overwrite: bool = False,
+                  inputs_dir: str | Path | None = None) -> None:
+    """Refuse to write where data would be lost: `out_dir` equal to `inputs_dir`, or existing
+    output files (unless `overwrite`).
+
+    Raises:
+        ValueError: `out_dir` is the input folder. FileExistsError: outputs exist (names the first).
+    """
+    out_dir = Path(out_dir)
+    if inputs_dir is not None and out_dir.resolve() == Path(inputs_dir).resolve():
+        raise ValueError(f"the output folder must differ from the input folder {inputs_dir}: the inputs would be "
+                         "overwritten")
+    if overwrite or not out_dir.exists():
+        return
+    existing = [n for n in names if (out_dir / n).exists()]
+    if existing:
+        raise FileExistsError(f"{len(existing)} of the {len(names)} output files exist in {out_dir} (first: "
+                              f"{existing[0]}); choose another output folder or pass --overwrite (overwrite=True)")
+
+
+def resize_note(files, size: int, fit: str) -> str | None:
+    """One line saying how many images are resized (None when all are ``size x size``)."""
+    from .data.datasets import image_shape
+
+    other = sum(image_shape(f) != (size, size) for f in files)
+    if not other:
+        return None
+    how = "zero-padded to a square, then resized" if fit == "pad" else "resized (shorter side) and centre-cropped"
+    return f"usdiff: {other} of {len(files)} images are not {size}x{size}: {how} to the model's size (--fit {fit})"
+
+
+def open_image_folder(images_dir, size: int, fit: str = "pad", domain: str = "real"):
+    """The :class:`~usdiff.data.USImageFolder` of a folder job (listed and validated)."""
+    from .data import USImageFolder
+
+    return USImageFolder(images_dir, domain=domain, size=size, fit=fit)
+
+
+def announce_resize(dataset, size: int, fit: str, progress: bool = True) -> None:
+    """Say once (on stderr) how many images of a job are resized to the model's size."""
+    import sys
+
+    note = resize_note(dataset.files, size, fit)
+    if note and progress:
+        print(note, file=sys.stderr)

@@ -318,10 +318,25 @@ def _set_rng_state(state: dict, noise_generator: torch.Generator) -> None:
 
 
 def _load(path: str | Path) -> dict:
+    """A checkpoint dict read safely (``weights_only``); one clear error for anything else.
+
+    Raises:
+        FileNotFoundError: no file at `path`. ValueError: the file is not a usdiff checkpoint
+        (truncated, another format, or holding arbitrary Python objects, which are never loaded).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a bad file
+        kind = "truncated or corrupt" if isinstance(err, (EOFError, RuntimeError)) else "not a torch file"
+        raise ValueError(f"{path} is not a usdiff checkpoint ({kind}: {type(err).__name__}); use a file written "
+                         "by `usdiff train` (RUN/ckpt.pt) or save_pretrained (e.g. assets/diffae_tiny.pt)") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or not ({"weights", "ema", "model"} & set(ckpt)):
+        raise ValueError(f"{path} is not a usdiff checkpoint (no model config and weights in it); use a file "
+                         "written by `usdiff train` or save_pretrained")
+    return ckpt
 
 
 def save_grid(rows: list[torch.Tensor], path: str | Path) -> Path:
@@ -390,28 +405,60 @@ def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Pa
     return path
 
 
+def training_dataset(data_dir: str | Path, size: int, fit: str = "pad"):
+    """What ``usdiff train --data`` reads: the train split of a built-in data set (a folder with
+    ``manifest.json``), or all images of your own ``ROOT/sim`` and ``ROOT/real`` folders.
+
+    Raises:
+        FileNotFoundError: the folder is neither (the message says what it must hold).
+    """
+    from .data import BuiltinDataset, TwoDomainDataset
+
+    root = Path(data_dir)
+    if (root / "manifest.json").is_file():
+        return BuiltinDataset(root, split="train", domain="both", size=size)
+    if (root / "sim").is_dir() and (root / "real").is_dir():
+        return TwoDomainDataset(root, size=size, fit=fit)
+    if not root.is_dir():
+        raise FileNotFoundError(f"data folder {root} does not exist")
+    raise FileNotFoundError(f"{root} holds neither a built-in data set (manifest.json; see `usdiff data generate`) "
+                            "nor your own images in the folders sim/ and real/")
+
+
 def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str | Path = "data/builtin",
           out_dir: str | Path = "runs/diffae", resume: bool = False, device=None, steps: int | None = None,
-          progress: bool = True) -> Trainer:
-    """Train a DiffAE on the built-in data set (both domains, train split); used by ``usdiff train``.
+          progress: bool = True, overwrite: bool = False, seed: int | None = None, fit: str = "pad") -> Trainer:
+    """Train a DiffAE on the built-in data set (both domains, train split) or on your own
+    ``ROOT/sim`` + ``ROOT/real`` images; used by ``usdiff train``.
 
     Args:
         config: preset name ("tiny" | "small" | "paper") or a ``(DiffAEConfig, TrainConfig)`` pair.
-        data_dir: built-in data set folder (see ``usdiff data``).
+        data_dir: built-in data set folder (see ``usdiff data``) or a folder with ``sim/`` and ``real/``.
         out_dir: run folder; the checkpoint is ``out_dir/ckpt.pt``.
         resume: continue exactly from ``out_dir/ckpt.pt``.
         device: torch device (default: CUDA when visible, else CPU).
-        steps: train until this total step count (default: the config's total).
+        steps: the total step count to train to (not a number of extra steps): a run resumed at
+            step 2,000 with ``steps=3000`` trains 1,000 more (default: the config's total).
         progress: show a tqdm bar.
+        overwrite: start afresh although `out_dir` already holds a checkpoint (it is replaced).
+        seed: overrides the config's seed.
+        fit: how your own images of other sizes reach the model's (``"pad"`` or ``"crop"``).
 
     Raises:
         FileNotFoundError: if `resume` is set and there is no checkpoint in `out_dir`.
+        FileExistsError: `out_dir` holds a checkpoint and neither `resume` nor `overwrite` is set.
     """
-    from .data import BuiltinDataset
+    import dataclasses
 
     model_cfg, train_cfg = get_config(config) if isinstance(config, str) else config
+    if seed is not None:
+        train_cfg = dataclasses.replace(train_cfg, seed=int(seed))
+    existing = Path(out_dir) / "ckpt.pt"
+    if existing.exists() and not (resume or overwrite):
+        raise FileExistsError(f"{existing} exists: pass --resume to continue that run, --overwrite to start "
+                              "afresh (it is replaced), or choose another --out")
     seed_everything(train_cfg.seed)
-    dataset = BuiltinDataset(data_dir, split="train", domain="both", size=model_cfg.image_size)
+    dataset = training_dataset(data_dir, model_cfg.image_size, fit)
     model = DiffAE.from_config(model_cfg)
     trainer = Trainer(model, dataset, train_cfg, out_dir, device=device, progress=progress)
     if resume:

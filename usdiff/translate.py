@@ -298,18 +298,10 @@ def load_direction(path: str | Path) -> LinearClassifier:
 
 # ---- folders -----------------------------------------------------------------------------------
 
-def _check_sizes(files: list[Path], size: int, resize: bool) -> None:
-    """Reject images that are not ``size x size`` unless `resize` (reads the headers only)."""
-    from PIL import Image
-
-    if resize:
-        return
-    for f in files:
-        with Image.open(f) as im:
-            w, h = im.size
-        if (h, w) != (size, size):
-            raise ValueError(f"{f} is {w}x{h} pixels but the model expects {size}x{size}; "
-                             "resize the images or pass resize=True")
+def default_direction_path(ckpt) -> Path:
+    """Where the realness direction of a checkpoint is kept: ``NAME_direction.pt`` beside ``NAME.pt``."""
+    ckpt = Path(ckpt)
+    return ckpt.with_name(f"{ckpt.stem}_direction.pt")
 
 
 def _load_model(ckpt, device):
@@ -325,25 +317,55 @@ def _load_model(ckpt, device):
 
 def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: int, seed: int,
                    progress: bool, classifier_kwargs: dict | None) -> LinearClassifier:
-    """Encode the built-in training split (both domains) and fit a sim-vs-real classifier."""
+    """Encode the built-in training split (both domains), or your own ``ROOT/sim`` + ``ROOT/real``
+    folders (a `data_dir` without a manifest), and fit a sim-vs-real classifier."""
     from .analysis import encode_dataset
-    from .data import BuiltinDataset
+    from .data import BuiltinDataset, TwoDomainDataset
 
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data set folder not found: {data_dir}")
-    dataset = BuiltinDataset(data_dir, split="train", domain="both", size=model.config.image_size)
+    if (data_dir / "manifest.json").is_file():
+        dataset = BuiltinDataset(data_dir, split="train", domain="both", size=model.config.image_size)
+    else:
+        dataset = TwoDomainDataset(data_dir, size=model.config.image_size)
     indices = np.arange(len(dataset))
     if n_fit is not None and n_fit < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=n_fit, replace=False))
     z, y = encode_dataset(model, dataset, batch_size=batch_size, indices=indices, progress=progress)
-    clf, _ = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress, **(classifier_kwargs or {}))
+    clf, report = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress, **(classifier_kwargs or {}))
+    clf.meta = {"test_accuracy": float(report["test_accuracy"])}
     return clf
+
+
+def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 4000, batch_size: int = 64,
+                  seed: int = 0, device=None, progress: bool = True, overwrite: bool = False) -> Path:
+    """Fit the sim-vs-real direction of a checkpoint once and save it (``usdiff direction fit``).
+
+    Codes of at most `n_fit` training images of `data_dir` (built-in data set, or your own
+    ``ROOT/sim`` + ``ROOT/real``) fit a `loss` (``"bce"``/``"mse"``) linear classifier, saved to
+    `out` with :func:`save_direction` so that no translation has to re-encode them.
+
+    Raises:
+        FileExistsError: `out` exists and not `overwrite`. FileNotFoundError / ValueError: bad inputs.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    if loss not in ("bce", "mse"):
+        raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
+    device = get_device(device)
+    model = _load_model(ckpt, device)
+    clf = _fit_direction(model, data_dir, loss, n_fit, batch_size, seed, progress, None)
+    return save_direction(out, clf, image_size=model.config.image_size, z_dim=model.config.z_dim, loss=loss,
+                          checkpoint=Path(ckpt).name, data=str(data_dir), n_fit=-1 if n_fit is None else int(n_fit),
+                          held_out_accuracy=clf.meta["test_accuracy"])
 
 
 def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss: str = "bce",
                      alpha: float = 0.3, classifier=None, data_dir=None, encode_steps: int = 100,
-                     decode_steps: int = 100, batch_size: int = 16, device=None, resize: bool = False,
+                     decode_steps: int = 100, batch_size: int = 16, device=None, fit: str = "pad",
+                     keep_size: bool = False, overwrite: bool = False,
                      scale: str = "sqrt_dim", n_fit: int | None = 4000, save_classifier=None, seed: int = 0,
                      classifier_kwargs: dict | None = None, progress: bool = True,
                      fixed_point_iters: int = 0) -> list[Path]:
@@ -361,27 +383,30 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
         loss: ``"bce"`` or ``"mse"`` when the classifier is fitted here.
         alpha: manipulation strength (positive = towards real).
         classifier: a fitted :class:`~usdiff.latent.LinearClassifier` or a file written by
-            :func:`save_direction`; None fits one on `data_dir`.
+            :func:`save_direction`; None fits one on `data_dir`, or, without `data_dir`, uses the
+            direction saved beside the checkpoint (:func:`default_direction_path`).
         data_dir: built-in data set (``usdiff data generate``) whose training split (both
-            domains, at most `n_fit` images) gives the codes to fit the classifier on.
+            domains, at most `n_fit` images) gives the codes to fit the classifier on, or your
+            own ``ROOT/sim`` + ``ROOT/real`` folders.
         encode_steps, decode_steps: DDIM steps of the inversion and of the decoding.
         fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
-        resize: images whose size differs from the model's are rejected with a ``ValueError``
-            naming the file and both sizes unless this is True (then the shorter side is resized
-            bilinearly to the model's size and the centre cropped, as ``USImageFolder`` does).
+        fit: how images of another size reach the model's: ``"pad"`` (zero-pad to a square, then
+            resize: keeps the whole fan) or ``"crop"`` (shorter side, centre crop).
+        keep_size: write each output back at its input's size.
+        overwrite: replace existing output files (otherwise they are refused).
         save_classifier: also write the fitted direction to this path (not inside `out_dir`).
         classifier_kwargs: passed to :class:`~usdiff.latent.LinearClassifier` (e.g. ``lr``).
 
     Returns:
-        the written paths, in the (sorted) order of the inputs.
+        the written paths, in the (sorted) order of the inputs; names are ``stem.png`` (``name.png``
+        where two inputs share a stem, e.g. ``a.jpg.png`` beside ``a.png``).
 
     Raises:
         FileNotFoundError: missing checkpoint, image folder, classifier file or data set.
         ValueError: no images (or a corrupt one), wrong image size, unknown method/loss, `out_dir` equal to
             `images_dir`, neither `classifier` nor `data_dir`, or a direction of another z size.
     """
-    from .data import USImageFolder
-    from .io import save_batch
+    from .io import announce_resize, check_outputs, open_image_folder, output_names, save_batch
 
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -397,15 +422,23 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
     if out_dir.resolve() == images_dir.resolve():
         raise ValueError(f"out_dir must differ from images_dir ({images_dir}): the inputs would be overwritten")
     if classifier is None and data_dir is None:
-        raise ValueError("no classifier: give a saved direction (classifier=, CLI --classifier) or the built-in "
-                         "data set to fit one on (data_dir=, CLI --data)")
+        if isinstance(ckpt, torch.nn.Module) or not default_direction_path(ckpt).is_file():
+            where = "" if isinstance(ckpt, torch.nn.Module) else f" (none at {default_direction_path(ckpt)})"
+            raise ValueError(f"no classifier{where}: give a saved direction (classifier=, CLI --classifier; "
+                             "make one with `usdiff direction fit`) or a data set to fit one on (data_dir=, CLI --data)")
+        classifier = default_direction_path(ckpt)
+
+    from .data.datasets import image_shape
 
     device = get_device(device)
     model = _load_model(ckpt, device)
     size = model.config.image_size
-    dataset = USImageFolder(images_dir, domain="sim", size=size)  # lists, validates, loads in [-1, 1]
+    dataset = open_image_folder(images_dir, size, fit, domain="sim")  # lists, validates, [-1, 1]
     files = list(dataset.files)
-    _check_sizes(files, size, resize)
+    names = output_names(files)
+    check_outputs(out_dir, names, overwrite, inputs_dir=images_dir)
+    announce_resize(dataset, size, fit, progress)
+    shapes = [image_shape(f) for f in files] if keep_size else None
 
     if classifier is None:
         clf = _fit_direction(model, data_dir, loss, n_fit, batch_size, seed, progress, classifier_kwargs)
@@ -425,7 +458,9 @@ def translate_folder(ckpt, images_dir, out_dir, method: str = "classifier", loss
         z = model.encode(x)
         x_T = model.encode_stochastic(x, z, steps=encode_steps, fixed_point_iters=fixed_point_iters)
         images = model.decode(x_T, manipulate_z(z, clf, alpha, scale=scale), steps=decode_steps)
-        written += save_batch(images, out_dir, [f.name for f in files[len(written):len(written) + len(x)]])
+        k = len(written)
+        written += save_batch(images, out_dir, names[k:k + len(x)],
+                              shapes=None if shapes is None else shapes[k:k + len(x)], fit=fit)
         bar.update(len(x))
     bar.close()
     return written

@@ -20,6 +20,7 @@ SIM, REAL = 0, 1
 DOMAINS: dict[str, int] = {"sim": SIM, "real": REAL}
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MIN_SIZE = 8
+FITS = ("pad", "crop")
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -101,6 +102,57 @@ def _to_unit(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
 
 
+def check_fit(fit) -> str:
+    """``"pad"`` or ``"crop"``; raises ValueError naming the argument otherwise."""
+    if fit not in FITS:
+        raise ValueError(f"fit must be 'pad' or 'crop', got {fit!r}")
+    return fit
+
+
+def pad_to_square(image: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Zero-pad ``(H, W)`` to a square: top/bottom for landscape frames, left/right for portrait
+    ones (centred). Returns the square image and the padding ``(top, bottom, left, right)``."""
+    h, w = image.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    pad = (top, side - h - top, left, side - w - left)
+    return np.pad(image, ((pad[0], pad[1]), (pad[2], pad[3]))), pad
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float image to ``(height, width)`` (antialiased when shrinking)."""
+    h, w = size
+    return np.asarray(Image.fromarray(image.astype(np.float32), mode="F").resize((w, h), Image.BILINEAR),
+                      dtype=np.float32)
+
+
+def resize_pad(image: np.ndarray, size: int) -> np.ndarray:
+    """Float image ``(H, W)`` -> ``(size, size)``: zero-pad to a square (the whole fan is kept, as
+    the original study prepared its frames), then bilinear resize."""
+    if image.shape == (size, size):
+        return image
+    return _resize(pad_to_square(image)[0], (size, size))
+
+
+def restore_size(image: np.ndarray, shape: tuple[int, int], fit: str = "pad") -> np.ndarray:
+    """Undo :func:`resize_pad` / :func:`resize_center_crop` approximately: a ``(size, size)`` model
+    output back to the input's ``(H, W)`` (for ``crop`` the cut-off sides are left black)."""
+    h, w = shape
+    if image.shape == (h, w):
+        return image
+    side = max(h, w)
+    if check_fit(fit) == "pad":
+        square = _resize(image, (side, side))
+        top, left = (side - h) // 2, (side - w) // 2
+        return square[top:top + h, left:left + w]
+    short = min(h, w)
+    out = np.zeros((h, w), np.float32)
+    crop = _resize(image, (short, short))
+    top, left = (h - short) // 2, (w - short) // 2
+    out[top:top + short, left:left + short] = crop
+    return out
+
+
 def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     """Float image ``(H, W)`` -> ``(size, size)``: bilinear resize of the shorter side, centre crop."""
     h, w = image.shape
@@ -113,11 +165,13 @@ def resize_center_crop(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.float32)[top:top + size, left:left + size]
 
 
-def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
-    """Read one image file as a grayscale tensor ``(1, H, W)`` in ``[0, 1]``.
+def read_image(path: str | Path, size: int | None = None, fit: str = "pad") -> torch.Tensor:
+    """Read one image file (any mode: L, RGB, RGBA, palette, 16-bit) as a grayscale tensor
+    ``(1, H, W)`` in ``[0, 1]``.
 
-    `size` resizes (shorter side, bilinear) and centre-crops to ``(size, size)``; None keeps the
-    file's size.
+    `size` brings the image to ``(size, size)``: ``fit="pad"`` zero-pads it to a square first
+    (the whole ultrasound fan is kept), ``fit="crop"`` resizes the shorter side and centre-crops
+    (the fan's sides are cut off); None keeps the file's size.
 
     Raises:
         FileNotFoundError / PermissionError: the file is missing or not readable.
@@ -133,16 +187,30 @@ def read_image(path: str | Path, size: int | None = None) -> torch.Tensor:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
     if size is not None:
-        unit = np.clip(resize_center_crop(unit, size), 0.0, 1.0)
+        resize = resize_pad if check_fit(fit) == "pad" else resize_center_crop
+        unit = np.clip(resize(unit, size), 0.0, 1.0)
     return torch.from_numpy(np.ascontiguousarray(unit)).unsqueeze(0)
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
+def image_shape(path: str | Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file from its header (raises like `read_image`)."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (FileNotFoundError, PermissionError) as err:
+        raise type(err)(f"cannot read image {path}: {err.strerror or err}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise ValueError(f"{path} is not a readable image ({type(err).__name__}: {err})") from None
+    return h, w
+
+
+def load_image(path: str | Path, size: int, fit: str = "pad") -> torch.Tensor:
     """Read one image file as a grayscale tensor ``(1, size, size)`` in ``[-1, 1]``.
 
     Raises the errors of `read_image`.
     """
-    return read_image(path, size) * 2.0 - 1.0
+    return read_image(path, size, fit) * 2.0 - 1.0
 
 
 def verify_image(path: str | Path) -> None:
@@ -165,8 +233,9 @@ def verify_image(path: str | Path) -> None:
 class USImageFolder(torch.utils.data.Dataset):
     """All images directly inside `root` (sorted by name), as one domain.
 
-    Images are converted to grayscale, resized (shorter side to `size`, bilinear), centre-cropped
-    to ``(size, size)`` and scaled to ``[-1, 1]``. Files whose extension is not in `extensions`
+    Images are converted to grayscale, brought to ``(size, size)`` (``fit="pad"``: zero-padded to a
+    square, then resized, which keeps a whole ultrasound fan; ``fit="crop"``: shorter side resized,
+    centre cropped) and scaled to ``[-1, 1]``. Files whose extension is not in `extensions`
     and hidden files (names starting with ``.``) are not part of the data set; every listed file
     is checked at construction (``validate=True``), so a corrupt or unreadable image fails early.
 
@@ -179,8 +248,9 @@ class USImageFolder(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, domain: str | int = "real", size: int = 128,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, validate: bool = True):
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, validate: bool = True, fit: str = "pad"):
         self.size = check_size(size)
+        self.fit = check_fit(fit)
         self.domain = check_domain(domain)
         self.extensions = _check_extensions(extensions)
         self.root = _check_folder(root)
@@ -193,7 +263,7 @@ class USImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.files[index], self.size), self.domain
+        return load_image(self.files[index], self.size, self.fit), self.domain
 
     @property
     def domains(self) -> np.ndarray:
@@ -213,13 +283,14 @@ class TwoDomainDataset(torch.utils.data.ConcatDataset):
     """
 
     def __init__(self, root: str | Path, size: int = 128, extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                 validate: bool = True):
+                 validate: bool = True, fit: str = "pad"):
         size = check_size(size)
         self.root = _check_folder(root, "data folder")
         missing = [str(self.root / d) for d in DOMAINS if not (self.root / d).is_dir()]
         if missing:
             raise FileNotFoundError(f"{self.root} must hold the folders 'sim' and 'real'; missing: {', '.join(missing)}")
-        parts = [USImageFolder(self.root / name, domain=d, size=size, extensions=extensions, validate=validate)
+        parts = [USImageFolder(self.root / name, domain=d, size=size, extensions=extensions, validate=validate,
+                               fit=fit)
                  for name, d in DOMAINS.items()]
         super().__init__(parts)
         self.size = size

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_image
 from .frechet import check_features, fid_from_features, kid
@@ -36,7 +35,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, directory: str | Path, n: int | None = None, size: int | None = None,
-                 argname: str = "directory"):
+                 argname: str = "directory", fit: str = "pad"):
         if n is not None and n < 1:
             raise ValueError(f"n must be >= 1 or None, got {n}")
         if size is not None and size < 1:
@@ -44,19 +43,21 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.directory = Path(directory)
         self.files = list_images(directory, what=argname)[:n]
         self.size = size
+        self.fit = fit
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return read_image(self.files[i], self.size)
+        return read_image(self.files[i], self.size, self.fit)
 
 
 def _check_uniform_size(dataset: ImageFolderDataset) -> None:
+    from ..data.datasets import image_shape
+
     sizes = set()
     for f in dataset.files:
-        with Image.open(f) as im:
-            sizes.add(im.size)
+        sizes.add(image_shape(f))  # a file that is not an image: ValueError naming it
         if len(sizes) > 1:
             raise ValueError(f"images in {dataset.directory} have different sizes {sorted(sizes)}; pass size= "
                              "to resize them to one size")
@@ -115,7 +116,7 @@ def _features(x, extractor, n: int, batch_size: int, progress: bool, argname: st
 
 
 def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int = 100,
-                    kid_subset_size: int = 1000, batch_size: int = 50, progress: bool = False,
+                    kid_subset_size: int | None = None, batch_size: int = 50, progress: bool = False,
                     seed: int = 0) -> dict:
     """Fréchet distance and KID between two image sets in `extractor`'s feature space.
 
@@ -124,7 +125,9 @@ def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int 
             or already computed features ``(N, D)`` (then `extractor` may be None).
         extractor: :class:`InceptionFeatures` (FID) or :class:`SemanticFeatures` (FSD).
         n: use at most `n` images of each set (the study used 1,200).
-        kid_subsets, kid_subset_size: KID subsets and their size (capped at the set sizes).
+        kid_subsets, kid_subset_size: KID subsets and their size (default: 1,000 when both sets
+            are larger, else half the smaller set; an explicit size not below the smaller set is
+            halved with a warning: see :func:`~usdiff.metrics.frechet.kid`).
 
     Returns:
         A JSON-ready dict: ``metric`` (``"FID"``, ``"FSD (Fréchet semantic distance)"`` ...),
@@ -137,8 +140,11 @@ def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int 
     f_fake = _features(fake, extractor, n, batch_size, progress, "fake")
     if f_real.shape[1] != f_fake.shape[1]:
         raise ValueError(f"real and fake features differ in width: {f_real.shape[1]} vs {f_fake.shape[1]}")
-    m = min(len(f_real), len(f_fake), kid_subset_size)
-    kid_mean, kid_std = kid(f_real, f_fake, num_subsets=kid_subsets, subset_size=m, seed=seed)
+    smaller = min(len(f_real), len(f_fake))
+    if kid_subset_size is None:
+        kid_subset_size = 1000 if smaller > 1000 else max(2, smaller // 2)
+    kid_mean, kid_std = kid(f_real, f_fake, num_subsets=kid_subsets, subset_size=kid_subset_size, seed=seed)
+    m = kid_subset_size if kid_subset_size < smaller else max(2, smaller // 2)
     return {
         "metric": getattr(extractor, "metric", "Fréchet distance"),
         "fd": fid_from_features(f_real, f_fake),
@@ -168,23 +174,30 @@ def report_table(rows: dict[str, dict], kid_scale: float = 1e3) -> str:
 
 def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2",
                 weights: str | Path | None = None, n: int = 1200, device=None, batch_size: int = 50,
-                kid_subsets: int = 100, progress: bool = True) -> dict:
+                kid_subsets: int = 100, progress: bool = True, fit: str = "pad") -> dict:
     """FID and KID between two image folders (the first `n` images of each, sorted by name).
 
     Uses :class:`InceptionFeatures` with local weights only; ``layer="pool2"`` (192-d) is the
     original study's protocol, ``"pool3"`` (2048-d) the standard FID.
+
+    Images of any size and mode are read as grayscale and brought to the size of the first real
+    image (its longer side, square; `fit` ``"pad"`` or ``"crop"`` as everywhere in the CLI).
 
     Returns:
         :func:`distance_report`'s dict plus ``real``, ``fake``, ``layer`` and ``weights``.
 
     Raises:
         FileNotFoundError: if a folder or the Inception weights are missing (with instructions).
-        ValueError: if a folder has no images or mixed image sizes.
+        ValueError: if a folder has no images, or a file is not a readable image (names it).
     """
-    real = ImageFolderDataset(real_dir, n=n, argname="real_dir")
-    fake = ImageFolderDataset(fake_dir, n=n, argname="fake_dir")
+    from ..data.datasets import image_shape
+
+    side = max(image_shape(list_images(real_dir, what="real_dir")[0]))
+    real = ImageFolderDataset(real_dir, n=n, size=side, argname="real_dir", fit=fit)
+    fake = ImageFolderDataset(fake_dir, n=n, size=side, argname="fake_dir", fit=fit)
     for ds in (real, fake):
-        _check_uniform_size(ds)
+        for f in ds.files:
+            image_shape(f)  # a file that is not an image fails here, naming it
         if len(ds) < n:
             warnings.warn(f"{ds.directory} has only {len(ds)} images (n={n} asked); FID is biased upwards "
                           "for small sets, compare only scores computed with the same n.", stacklevel=2)

@@ -11,6 +11,7 @@ which avoids the non-symmetric matrix square root (and its spurious imaginary pa
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -244,7 +245,9 @@ def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, d
 
     As in torch-fidelity / clean-fid: ``k(x, y) = (gamma x.y + coef0)^degree`` with
     ``gamma = 1/D`` by default, `num_subsets` random subsets (without replacement) of size
-    ``min(N1, N2, subset_size)`` drawn from each side with ``np.random.RandomState(seed)``.
+    `subset_size` drawn from each side with ``np.random.RandomState(seed)``. A `subset_size` not
+    below ``min(N1, N2)`` would draw the whole set every time (a spread of 0): it is then set to
+    half the smaller set, with a warning.
 
     Args:
         features1, features2: feature matrices ``(N1, D)`` and ``(N2, D)``.
@@ -269,7 +272,12 @@ def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, d
         raise ValueError(f"degree must be >= 1, got {degree}")
     gamma = 1.0 / f1.shape[1] if gamma is None else float(gamma)
     n1, n2 = len(f1), len(f2)
-    m = min(n1, n2, subset_size)
+    m = subset_size
+    if subset_size >= min(n1, n2):
+        # subsets as large as a set are that whole set every time: no spread over subsets at all
+        m = max(2, min(n1, n2) // 2)
+        warnings.warn(f"KID subset_size {subset_size} is not below the smaller set's {min(n1, n2)} rows: "
+                      f"using subsets of {m} (half of it)", stacklevel=2)
     rng = np.random.RandomState(seed)
     full = n1 + n2 <= max_gram
     if full:

@@ -14,6 +14,7 @@ Both weight sets expect RGB input in ``[-1, 1]`` at 299 x 299.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -105,6 +106,20 @@ def build_inception(kind: str = "fid", aux_logits: bool = False) -> Inception3:
     return net
 
 
+# The FID network is recognised by its content, not by its key layout (random weights share the
+# layout): the pytorch-fid file's SHA-256 begins with the hex digits in its name.
+FID_SHA256_PREFIX = "6726825d"
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
@@ -118,10 +133,11 @@ def _missing_weights_message() -> str:
         f"  {TORCHVISION_WEIGHTS_NAME}  (torchvision ImageNet weights; NOT comparable to published FID)\n"
         f"      from {TORCHVISION_WEIGHTS_URL}\n"
         f"into the directory {d}/ (that is $TORCH_HOME/hub/checkpoints), or set the environment "
-        f"variable {WEIGHTS_ENV}=/path/to/file, or pass weights='/path/to/file'. "
+        f"variable {WEIGHTS_ENV}=/path/to/file, or pass weights='/path/to/file' (command line: --weights PATH). "
         "Fetch the file on a machine with internet access, e.g.\n"
         f"  mkdir -p {d} && curl -L -o {d / FID_WEIGHTS_NAME} {FID_WEIGHTS_URL}\n"
-        "Without Inception weights, use the offline FSD (usdiff.metrics.SemanticFeatures)."
+        "Without Inception weights: `usdiff fid --features us` (or `usdiff evaluate`) reports the offline FD-US "
+        "in the shipped ultrasound critics' features, which is not FID."
     )
 
 
@@ -147,7 +163,11 @@ def find_inception_weights(weights: str | Path | None = None) -> Path:
 
 
 def _load_state_dict(path: Path) -> tuple[dict, str]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated, not a torch file, or arbitrary objects (never loaded)
+        raise ValueError(f"{path} is not a readable InceptionV3 weights file ({type(err).__name__}); "
+                         f"expected {FID_WEIGHTS_NAME} or {TORCHVISION_WEIGHTS_NAME}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or "fc.weight" not in state or "Conv2d_1a_3x3.conv.weight" not in state:
@@ -207,9 +227,15 @@ class InceptionFeatures(nn.Module):
             net = build_inception(self.kind)
             net.load_state_dict(state)
             self.weights_path = path
-            if self.kind == "fid":
+            if self.kind == "fid" and file_sha256(path).startswith(FID_SHA256_PREFIX):
                 self.weights_name = f"FID InceptionV3 ({path.name})"
                 self.metric = "FID"
+            elif self.kind == "fid":
+                self.weights_name = f"InceptionV3 with the FID layout but other weights ({path.name})"
+                self.metric = "FD on Inception features (not FID-comparable)"
+                warnings.warn(
+                    f"{path.name} has the FID network's layout but not its content (SHA-256 does not begin "
+                    f"with {FID_SHA256_PREFIX}): distances are not comparable to published FID.", stacklevel=2)
             else:
                 self.weights_name = f"torchvision ImageNet InceptionV3 ({path.name})"
                 self.metric = "FID (torchvision weights; not comparable to published FID)"
