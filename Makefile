@@ -47,6 +47,7 @@ notebooks: $(STAMP) data
 		(cd notebooks && USDIFF_FAST=$(FAST) ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=-1 $$(basename $$nb)) || exit 1; \
 	done
+	$(PY) scripts/clean_notebooks.py $(NOTEBOOKS)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/

@@ -216,7 +216,10 @@ def test_interpolation_widget_runs_the_chosen_pair_with_the_chosen_steps(model):
     assert w.state == {}  # nothing decoded before the button is pressed
     w.controls["source"].value = "b"
     w.controls["n_steps"].value = 3
+    seen = []
+    w.controls["run"].observe(lambda change: seen.append(change["new"]), names="disabled")
     w.controls["run"].click()
+    assert seen == [True, False] and w.controls["run"].description == "interpolate"  # disabled while computing
     assert w.state["images"].shape == (3, 1, SIZE, SIZE)
     np.testing.assert_allclose(w.state["alphas"].numpy(), [0, 0.5, 1])
     ref = interpolate(model, src["b"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)

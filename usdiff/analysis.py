@@ -69,9 +69,11 @@ def encode_images(model, images, batch_size: int = 64, progress: bool = False) -
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     device = _model_device(model)
-    starts = range(0, len(x), batch_size)
-    out = [model.encode(x[s:s + batch_size].to(device)).cpu()
-           for s in tqdm(starts, desc="encode z_sem", disable=not progress, leave=False)]
+    out = []
+    with tqdm(total=len(x), desc="encode z_sem", unit="img", disable=not progress, leave=False) as bar:
+        for s in range(0, len(x), batch_size):
+            out.append(model.encode(x[s:s + batch_size].to(device)).cpu())
+            bar.update(len(out[-1]))
     return torch.cat(out).double().numpy()
 
 
@@ -95,11 +97,14 @@ def encode_dataset(model, dataset, batch_size: int = 64, indices: Sequence[int] 
         raise ValueError("nothing to encode: the dataset (or the given indices) is empty")
     device = _model_device(model)
     zs, ys = [], []
-    for s in tqdm(range(0, len(idx), batch_size), desc="encode z_sem", disable=not progress, leave=False):
+    bar = tqdm(total=len(idx), desc="encode z_sem", unit="img", disable=not progress, leave=False)
+    for s in range(0, len(idx), batch_size):
         items = [dataset[int(i)] for i in idx[s:s + batch_size]]
         x = torch.stack([torch.as_tensor(im) for im, _ in items]).float().to(device)
         zs.append(model.encode(x).cpu())
         ys += [int(d) for _, d in items]
+        bar.update(len(items))
+    bar.close()
     return torch.cat(zs).double().numpy(), np.asarray(ys, dtype=np.int64)
 
 
@@ -453,6 +458,14 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
     box.controls, box.state = controls, {}
 
     def run(_=None):
+        button = controls["run"]
+        button.disabled, button.description = True, "computing…"   # feedback while decoding
+        try:
+            _run()
+        finally:
+            button.disabled, button.description = False, "interpolate"
+
+    def _run():
         a, b = sources[controls["source"].value], targets[controls["target"].value]
         res = interpolate(model, a, b, n_steps=controls["n_steps"].value, encode_steps=encode_steps,
                           decode_steps=decode_steps, progress=False)
@@ -462,8 +475,11 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
         if judge is not None:
             p = judge.predict_proba(res["z"].double().cpu().numpy())[:, 1]
             titles = [f"{t}\nP(real)={q:.2f}" for t, q in zip(titles, p)]
-        fig = show_grid(res["images"], titles=titles, value_range=(-1, 1), size=1.6,
+        n = len(res["images"])   # one row, panels shrink with the step count instead of wrapping
+        fig = show_grid(res["images"], titles=titles, value_range=(-1, 1), ncols=n, size=max(1.1, min(1.6, 15 / n)),
                         suptitle=f"{controls['source'].value} -> {controls['target'].value}")
+        for ax in fig.axes:
+            ax.title.set_fontsize(7 if n > 8 else 9)
         _show(output, fig)
 
     controls["run"].on_click(run)

@@ -59,13 +59,14 @@ def _prepare(x, name: str, value_range, size) -> torch.Tensor:
 
 
 def c2st(a, b, value_range: tuple[float, float] = (0.0, 1.0), size: int | None = None, epochs: int = 10,
-         batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0) -> dict:
+         min_steps: int = 300, batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0) -> dict:
     """Classifier two-sample test between image sets `a` and `b` ``(N, 1, H, W)`` in `value_range`.
 
     Both sets are cut to the same size ``m = min(len(a), len(b))`` (a random subset), shuffled
     with `seed` and split in halves; a fresh 4-layer CNN is trained for `epochs` on the first
-    halves (Adam, BCE) and tested on the second ones. Images are resized to `size` (default: their
-    side, at most 128).
+    halves (Adam, BCE) for `epochs` passes or at least `min_steps` steps (small sets need more
+    passes), and tested on the second ones. Images are resized to `size` (default: their side, at
+    most 128).
 
     Returns:
         ``{"acc", "ci": (low, high) 95 % Wilson interval, "p_value": one-sided binomial test of
@@ -88,7 +89,8 @@ def c2st(a, b, value_range: tuple[float, float] = (0.0, 1.0), size: int | None =
     model = _SmallCNN(width)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
-    for _ in range(epochs):
+    per_epoch = math.ceil(len(x_tr) / batch_size)
+    for _ in range(max(epochs, math.ceil(min_steps / per_epoch))):
         order = torch.randperm(len(x_tr), generator=g)
         for i in range(0, len(order), batch_size):
             idx = order[i:i + batch_size]

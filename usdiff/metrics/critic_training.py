@@ -136,7 +136,7 @@ def train_domain_critic(sim: torch.Tensor, real: torch.Tensor, size: int, steps:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        log["loss"].append(float(loss))
+        log["loss"].append(float(loss.detach()))
     log["seconds"], log["steps"] = time.perf_counter() - t0, steps
     return model.eval(), log
 
@@ -194,6 +194,6 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, size: int, steps
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        log["loss"].append(float(loss))
+        log["loss"].append(float(loss.detach()))
     log["seconds"], log["steps"] = time.perf_counter() - t0, steps
     return model.eval(), log

@@ -11,9 +11,9 @@ in ``assets/critics_{64,128}.pt``:
   that predicts every tissue class of the phantom. Anatomy preservation of a generated or
   translated image is the Dice of its segmentation against the *source's* label map.
 * :class:`USFeatures` -- the "US feature space" for Fréchet distance (FD-US) and KID: the
-  global-average-pooled last stage of the domain critic (128-d: texture, what separates the
-  domains) concatenated with the pooled bottleneck of the segmenter (96-d: which anatomy is
-  where). ImageNet Inception features are a weak judge of speckle; these are trained on
+  global-average-pooled last stage of the domain critic (texture, what separates the domains;
+  128-d in the 64-px critics, 64-d in the 128-px ones) concatenated with the pooled bottleneck of
+  the segmenter (72-d: which anatomy is where). ImageNet Inception features are a weak judge of speckle; these are trained on
   ultrasound and judge both realism and content.
 
 None of them sees the Diffusion Autoencoder, so they can grade its samples and translations.
@@ -295,7 +295,8 @@ class USFeatures(nn.Module):
     """The US feature space as an extractor for :func:`usdiff.metrics.distance_report`.
 
     Features: pooled last stage of the domain critic (texture: what tells the domains apart) and
-    pooled bottleneck of the anatomy segmenter (content: which organs are where), 224-d in all.
+    pooled bottleneck of the anatomy segmenter (content: which organs are where): 200-d for the
+    shipped 64-px critics, 136-d for the 128-px ones.
     """
 
     def __init__(self, critics: Critics, value_range: tuple[float, float] = (0.0, 1.0)):

@@ -284,7 +284,8 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
     lo, hi = value_range
     out = []
     model.eval()
-    for i in tqdm(range(0, len(images), batch_size), desc="sample", disable=not progress, leave=False):
+    bar = tqdm(total=len(images), desc="sample", unit="img", disable=not progress, leave=False)
+    for i in range(0, len(images), batch_size):
         x = ((images[i:i + batch_size].float() - lo) / (hi - lo)).clamp(0, 1).to(device)
         if x.shape[-1] != size or x.shape[-2] != size:
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
@@ -292,4 +293,6 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
         z = model.encode(x * 2.0 - 1.0)
         x_t = torch.randn((len(x), 1, size, size), generator=generator).to(device)
         out.append(((model.decode(x_t, z, steps=steps) + 1.0) / 2.0).clamp(0, 1).cpu())
+        bar.update(len(x))
+    bar.close()
     return torch.cat(out)
