@@ -23,11 +23,16 @@ WIDGET_NOTE = ("Interactive widget: run this cell in JupyterLab (or Colab) to us
                "The figures above show what it computes.")
 
 
+def _looks_like_progress(text: str) -> bool:
+    return "%|" in text or "it/s]" in text or "s/it]" in text or "Progress(" in text
+
+
 def _is_progress(output: dict) -> bool:
-    if output.get("output_type") != "stream" or output.get("name") != "stderr":
-        return False
-    text = "".join(output.get("text", ""))
-    return "%|" in text or "it/s]" in text or "s/it]" in text
+    """A tqdm bar: text on stderr, or (tqdm.auto in a notebook) a progress widget."""
+    if output.get("output_type") == "stream":
+        return output.get("name") == "stderr" and _looks_like_progress("".join(output.get("text", "")))
+    data = output.get("data", {})
+    return WIDGET_MIME in data and _looks_like_progress("".join(data.get("text/plain", "")))
 
 
 def clean(nb: dict) -> dict:

@@ -17,6 +17,8 @@ def test_clean_replaces_widgets_strips_progress_bars_and_sets_the_kernelspec():
           "cells": [{"cell_type": "code", "outputs": [
               {"output_type": "stream", "name": "stderr", "text": ["sample:   0%|          | 0/600 [00:00<?, ?img/s]"]},
               {"output_type": "stream", "name": "stderr", "text": ["a real warning\n"]},
+              {"output_type": "display_data", "data": {"text/plain": ["encode:   0%|          | 0/100 [00:00<?, ?it/s]"],
+                                                       clean_notebooks.WIDGET_MIME: {"model_id": "y"}}},
               {"output_type": "display_data", "data": {"text/plain": ["VBox(children=(HBox("],
                                                        clean_notebooks.WIDGET_MIME: {"model_id": "x"}}}]}]}
     out = clean_notebooks.clean(nb)

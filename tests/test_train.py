@@ -168,3 +168,61 @@ def test_paper_config_uses_the_study_ema_without_warmup():
     assert paper.ema_decay == 0.9999 and paper.ema_warmup is False   # the study's code has no warm-up
     _, tiny = get_config("tiny")
     assert tiny.ema_warmup                                            # short runs keep it
+
+
+def test_min_snr_weights_closed_form():
+    from usdiff.model.diffae import min_snr_weights
+
+    ab = torch.tensor([0.5, 5 / 6, 0.99, 0.1])           # SNR 1, 5, 99, 1/9
+    w = min_snr_weights(ab, gamma=5.0)
+    torch.testing.assert_close(w, torch.tensor([1.0, 1.0, 5 / 99, 1.0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="gamma must be > 0"):
+        min_snr_weights(ab, gamma=0)
+
+
+def _tiny_model(seed=0):
+    cfg = DiffAEConfig(image_size=16, base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attn_resolutions=(),
+                       z_dim=8, enc_channel_mult=(1, 2), T=100)
+    torch.manual_seed(seed)
+    return DiffAE.from_config(cfg)
+
+
+def test_min_snr_loss_reweights_the_same_draws():
+    from usdiff.model.diffae import min_snr_weights
+
+    model, x = _tiny_model(), torch.rand(6, 1, 16, 16) * 2 - 1
+    uniform = model.training_loss(x, generator=torch.Generator().manual_seed(3))
+    weighted = model.training_loss(x, generator=torch.Generator().manual_seed(3), weighting="min_snr", gamma=5.0)
+    # reproduce by hand: same t and noise, per-image MSE times min(SNR, 5) / SNR
+    g = torch.Generator().manual_seed(3)
+    t = torch.randint(0, model.num_timesteps, (6,), generator=g)
+    noise = torch.randn(x.shape, generator=g)
+    eps = model.unet(model.scheduler.add_noise(x, noise, t), t, model.encoder(x))
+    per_image = (eps - noise).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(uniform, per_image.mean())
+    torch.testing.assert_close(weighted, (min_snr_weights(model.scheduler.alphas_cumprod[t], 5.0).float() * per_image).mean())
+    assert weighted <= uniform
+    with pytest.raises(ValueError, match="weighting must be"):
+        model.training_loss(x, weighting="p2")
+
+
+def test_bf16_autocast_loss_agrees_with_fp32_on_a_fixed_batch():
+    model, x = _tiny_model(), torch.rand(8, 1, 16, 16) * 2 - 1
+    fp32 = model.training_loss(x, generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model.training_loss(x, generator=torch.Generator().manual_seed(1))
+    assert bf16.dtype == torch.float32 and abs(float(bf16) - float(fp32)) < 0.03 * float(fp32)
+
+
+def test_learning_rate_warms_up_linearly(tmp_path):
+    data = TensorDataset(torch.rand(8, 1, 16, 16) * 2 - 1)
+    cfg = TrainConfig(batch_size=4, lr=1e-3, total_steps=4, warmup_steps=4, sample_every=0, ckpt_every=0,
+                      bf16_cpu=True, loss_weighting="min_snr")
+    trainer = Trainer(_tiny_model(), data, cfg, tmp_path, device="cpu", progress=False)
+    lrs = []
+    for batch in [data.tensors[0][:4], data.tensors[0][4:]] * 2:
+        trainer.train_step(batch)
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
+    with pytest.raises(ValueError, match="loss_weighting"):
+        TrainConfig(loss_weighting="p2")

@@ -182,8 +182,14 @@ class Trainer:
         """One optimizer step on a batch ``(B, C, H, W)``; returns the loss."""
         self.model.train()
         x0 = x0.to(self.device, non_blocking=True)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-            loss = self.model.training_loss(x0, generator=self.noise_generator)
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:   # linear warm-up, a function of the step (resumes exactly)
+            group["lr"] = cfg.lr * min(1.0, (self.step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        bf16 = cfg.bf16_cpu and self.device.type == "cpu"
+        with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
+                            enabled=self.amp or bf16):
+            loss = self.model.training_loss(x0, generator=self.noise_generator, weighting=cfg.loss_weighting,
+                                            gamma=cfg.min_snr_gamma)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip > 0:

@@ -96,6 +96,11 @@ class TrainConfig:
         amp: fp16 mixed precision (used on CUDA only).
         num_workers: DataLoader worker processes (at most the CPUs available; 0 = load in the main process).
         seed: seed of the data order, the diffusion noise and the initial weights.
+        loss_weighting: ``"uniform"`` (DDPM's simple loss, the study) or ``"min_snr"``
+            (Min-SNR-gamma weighting, Hang et al. 2023; see ``DiffAE.training_loss``).
+        min_snr_gamma: gamma of the Min-SNR weighting.
+        warmup_steps: linear learning-rate warm-up over this many steps (0: none).
+        bf16_cpu: bfloat16 autocast when training on a CPU (the CUDA path uses `amp`).
     """
 
     batch_size: int = 16
@@ -112,6 +117,10 @@ class TrainConfig:
     amp: bool = True
     num_workers: int = 0
     seed: int = 0
+    loss_weighting: str = "uniform"
+    min_snr_gamma: float = 5.0
+    warmup_steps: int = 0
+    bf16_cpu: bool = False
 
     def __post_init__(self):
         for name in ("batch_size", "log_every"):
@@ -133,6 +142,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.grad_clip must be >= 0, got {self.grad_clip}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.loss_weighting not in ("uniform", "min_snr"):
+            raise ValueError(f"TrainConfig.loss_weighting must be 'uniform' or 'min_snr', got {self.loss_weighting!r}")
+        if not self.min_snr_gamma > 0:
+            raise ValueError(f"TrainConfig.min_snr_gamma must be > 0, got {self.min_snr_gamma}")
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(f"TrainConfig.warmup_steps must be a non-negative int, got {self.warmup_steps!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

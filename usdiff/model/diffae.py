@@ -13,7 +13,6 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -97,8 +96,16 @@ class DiffAE(nn.Module):
 
     # ---- training -----------------------------------------------------------------------------
 
-    def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Simple DDPM loss ``|| eps - eps_theta(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
+    def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None,
+                      weighting: str = "uniform", gamma: float = 5.0) -> torch.Tensor:
+        """DDPM loss ``w(t) || eps - eps_theta(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
+
+        ``weighting="uniform"`` is the simple loss of DDPM, upstream DiffAE and the study
+        (``w = 1``). ``"min_snr"`` is Min-SNR-gamma weighting (Hang et al., "Efficient Diffusion
+        Training via Min-SNR Weighting Strategy", ICCV 2023): for eps-prediction
+        ``w(t) = min(SNR(t), gamma) / SNR(t)`` with ``SNR(t) = abar_t / (1 - abar_t)``, which
+        lowers the weight of the nearly clean steps (where x_t alone tells the image) and so
+        shifts training towards the noisy ones, where only z_sem can.
 
         The encoder sees the clean x_0 and is trained end to end through this loss.
 
@@ -115,7 +122,13 @@ class DiffAE(nn.Module):
         noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
         x_t = self.scheduler.add_noise(x0, noise, t)
         z_sem = self.encoder(x0)
-        return F.mse_loss(self.unet(x_t, t, z_sem).float(), noise.float())
+        per_image = (self.unet(x_t, t, z_sem).float() - noise.float()).pow(2).flatten(1).mean(1)
+        if weighting == "uniform":
+            return per_image.mean()
+        if weighting == "min_snr":
+            w = min_snr_weights(self.scheduler.alphas_cumprod[t.cpu()], gamma).to(per_image.device, torch.float32)
+            return (w * per_image).mean()
+        raise ValueError(f"weighting must be 'uniform' or 'min_snr', got {weighting!r}")
 
     forward = training_loss
 
@@ -268,3 +281,13 @@ class DiffAE(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters of `module`."""
     return sum(p.numel() for p in module.parameters())
+
+
+def min_snr_weights(alphas_cumprod_t: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for eps-prediction: ``min(SNR, gamma) / SNR`` with
+    ``SNR = abar / (1 - abar)`` (1 where SNR <= gamma, gamma / SNR above)."""
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    ab = torch.as_tensor(alphas_cumprod_t, dtype=torch.float64)
+    snr = ab / (1.0 - ab).clamp(min=1e-12)
+    return torch.clamp(snr, max=gamma) / snr.clamp(min=1e-12)
