@@ -74,8 +74,13 @@ def test_train_on_your_own_sim_and_real_folders(world, tmp_path):
         for i in range(8):                                            # 16 images: one batch of the tiny config
             Image.fromarray(np.full((48, 80), 20 * i + (100 if d == "real" else 0), np.uint8)).save(
                 tmp_path / "own" / d / f"{i}.png")
-    out = ok(usdiff("train", "--data", tmp_path / "own", "--out", tmp_path / "run", "--steps", 1)).stdout
+    out = ok(usdiff("train", "--data", tmp_path / "own", "--out", tmp_path / "run", "--steps", 1,
+                    "--loss-weighting", "min_snr", "--warmup-steps", 10, "--bf16", "--seed", 3)).stdout
     assert "trained to step 1" in out
+    import torch
+
+    cfg = torch.load(tmp_path / "run" / "ckpt.pt", weights_only=True)["train_config"]
+    assert (cfg["loss_weighting"], cfg["warmup_steps"], cfg["bf16_cpu"], cfg["seed"]) == ("min_snr", 10, True, 3)
     one_line_error(usdiff("train", "--data", tmp_path / "own" / "sim", "--out", tmp_path / "r2"),
                    "neither a built-in data set", "sim/ and real/")
 

@@ -36,8 +36,13 @@ def _data_ensure(args):
 def _train(args):
     from .train import train
 
+    overrides = {k: v for k, v in (("loss_weighting", args.loss_weighting), ("warmup_steps", args.warmup_steps))
+                 if v is not None}
+    if args.bf16:
+        overrides["bf16_cpu"] = True
     trainer = train(config=args.config, data_dir=args.data, out_dir=args.out, resume=args.resume,
-                    device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit)
+                    device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit,
+                    **overrides)
     print(f"trained to step {trainer.step}; checkpoint in {args.out}")
 
 
@@ -190,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="total step count to train to, not a number of extra steps: with --resume a run at "
                         "step 2000 and --steps 3000 trains 1000 more (default: the config's total)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the config's, 0)")
+    p.add_argument("--loss-weighting", default=None, choices=["uniform", "min_snr"],
+                   help="loss weighting over t (default: the config's, uniform as in the study); min_snr = "
+                        "Min-SNR-gamma (Hang et al. 2023)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear learning-rate warm-up steps "
+                                                                    "(default: the config's, 0)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast when training on a CPU")
     fit_arg(p)
     device_arg(p)
 
