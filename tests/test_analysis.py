@@ -300,3 +300,32 @@ def test_nearest_domain_places_codes_in_clusters_and_between_them():
         nearest_domain(z, y, query[:, :4])
     with pytest.raises(ValueError):
         nearest_domain(z, y, query, k=0)
+
+
+def test_z_swap_ratio_is_zero_for_a_decoder_that_ignores_z_sem(model):
+    from usdiff.analysis import z_swap_ratio
+
+    cfg, _ = get_config("tiny")
+    torch.manual_seed(0)
+    fresh = DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)).eval()   # zero output layers
+    a, b = images(3, seed=1), images(3, seed=2)
+    assert np.all(z_swap_ratio(fresh, a, b, steps=3) == 0)
+    assert np.all(z_swap_ratio(model, a, b, steps=3) > 0)
+    with pytest.raises(ValueError, match="same shape"):
+        z_swap_ratio(model, a, b[:2])
+
+
+def test_the_shipped_checkpoint_decodes_with_z_sem():
+    """Fails if the shipped DiffAE's decoder ignores z_sem (swapping codes changes nothing)."""
+    from pathlib import Path
+
+    from usdiff.analysis import z_swap_ratio
+    from usdiff.data import assign_splits, item_seed, render_item
+    from usdiff.train import load_model
+
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny.pt", device="cpu")
+    idx = [i for i, s in enumerate(assign_splits(12_000, 0)) if s == "test"][:8]
+    x = torch.from_numpy(np.stack([render_item(item_seed(0, i), 128)[1] for i in idx])).float()[:, None] / 255
+    x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1
+    ratio = z_swap_ratio(model, x, torch.roll(x, 1, 0), steps=20)
+    assert np.median(ratio) > 0.02, ratio

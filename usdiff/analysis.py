@@ -567,3 +567,71 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     if draw:
         redraw()
     return box
+
+
+# ---- does z_sem carry the image? ------------------------------------------------------------------
+
+@torch.no_grad()
+def z_swap_ratio(model, x_a, x_b, steps: int = 50, batch_size: int = 32) -> np.ndarray:
+    """How much decoding depends on ``z_sem``: per pair, mean ``|decode(x_T^A, z^B) - decode(x_T^A, z^A)|``
+    over mean ``|A - B|`` (0: ``z_sem`` ignored, about 1: ``z_sem`` decides the image).
+
+    ``x_T^A`` is A's DDIM inversion (`steps` steps) with its own code; images ``(N, 1, H, W)`` in [-1, 1].
+    """
+    x_a, x_b = _as_batch(x_a), _as_batch(x_b)
+    if x_a.shape != x_b.shape:
+        raise ValueError(f"x_a and x_b must have the same shape, got {tuple(x_a.shape)} and {tuple(x_b.shape)}")
+    device = _model_device(model)
+    out = []
+    for s in range(0, len(x_a), batch_size):
+        a, b = x_a[s:s + batch_size].to(device), x_b[s:s + batch_size].to(device)
+        z_a, z_b = model.encode(a), model.encode(b)
+        x_t = model.encode_stochastic(a, z_a, steps=steps)
+        own, swapped = model.decode(x_t, z_a, steps=steps), model.decode(x_t, z_b, steps=steps)
+        out.append(((swapped - own).abs().flatten(1).mean(1) / (a - b).abs().flatten(1).mean(1).clamp(min=1e-8)).cpu())
+    return torch.cat(out).double().numpy()
+
+
+def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap: int = 64, seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Does this DiffAE's ``z_sem`` carry the image? Measured on the held-out test split with the
+    independent critics (never the model itself):
+
+    * ``domain_kept_sim`` / ``domain_kept_real``: held-out codes decoded from *random* ``x_T``
+      (`steps` DDIM steps, the study's protocol) that the domain critic puts in their source's domain;
+    * ``dice_aorta`` / ``one_aorta_rate`` of those samples against the *source* label maps, beside
+      ``dice_aorta_data`` (the held-out images themselves);
+    * ``fd_samples`` (FD-US of the samples vs the held-out images), ``fd_gap`` (sim vs real-like,
+      same n) and their ratio ``fd_ratio``;
+    * ``psnr_100``: reconstruction PSNR (dB) with 100 plain DDIM steps each way (`n_swap` images);
+    * ``z_swap``: median :func:`z_swap_ratio` over `n_swap` pairs of different phantoms.
+    """
+    from .data import BuiltinDataset
+    from .metrics.evaluate import diffae_samples
+    from .metrics.frechet import fid_from_features
+
+    size = model.config.image_size
+    half = n // 2
+    sims = BuiltinDataset(data_dir, split="test", domain="sim", size=size)
+    reals = BuiltinDataset(data_dir, split="test", domain="real", size=size)
+    half = min(half, len(sims))
+    x = torch.stack([sims[i][0] for i in range(half)] + [reals[i][0] for i in range(half)])   # [-1, 1]
+    labels = np.stack([sims.label_map(i) for i in range(half)] * 2)
+    fake = diffae_samples(model, x, steps=steps, seed=seed, progress=progress)                # [0, 1]
+    data = (x + 1) / 2
+    p = critics.p_real(fake)
+    src_real = np.r_[np.zeros(half, bool), np.ones(half, bool)]
+    seg_fake = critics.anatomy_scores(fake, _labels_at(labels, len(labels), critics.size))
+    seg_data = critics.anatomy_scores(data, _labels_at(labels, len(labels), critics.size))
+    f_data, f_fake = critics.features(data), critics.features(fake)
+    fd_samples = fid_from_features(f_fake, f_data)
+    fd_gap = fid_from_features(f_data[:half], f_data[half:])   # sim vs real-like of the same phantoms
+    k = min(n_swap, half)
+    rec = reconstruction_error(model, x[:k], steps=100, progress=progress)
+    perm = np.roll(np.arange(k), 1)                              # B = another phantom, same domain mix
+    swap = z_swap_ratio(model, x[:k], x[perm], steps=50)
+    return {"n": 2 * half, "domain_kept_sim": float(np.mean(p[~src_real] < 0.5)),
+            "domain_kept_real": float(np.mean(p[src_real] > 0.5)), "dice_aorta": seg_fake["dice_aorta"],
+            "one_aorta_rate": seg_fake["one_aorta_rate"], "dice_aorta_data": seg_data["dice_aorta"],
+            "fd_samples": fd_samples, "fd_gap": fd_gap, "fd_ratio": fd_samples / fd_gap,
+            "psnr_100": float(rec["psnr"].mean()), "z_swap": float(np.median(swap))}
