@@ -226,3 +226,30 @@ def test_learning_rate_warms_up_linearly(tmp_path):
     assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3])
     with pytest.raises(ValueError, match="loss_weighting"):
         TrainConfig(loss_weighting="p2")
+
+
+def test_ddp_on_two_gloo_processes_matches_one_process_at_the_same_effective_batch(tmp_path):
+    """torchrun with 2 CPU processes x batch 8 trains like 1 process x batch 16: same losses, same weights."""
+    import os
+    import subprocess
+    import sys
+
+    from usdiff.data import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", n=20, size=16, seed=0, workers=1, progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    common = ["train", "--data", str(data), "--steps", "3", "--config", "tiny"]
+    single = subprocess.run([sys.executable, "-m", "usdiff", *common, "--out", str(tmp_path / "one"),
+                             "--batch-size", "16"], capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "usdiff", *common, "--out", str(tmp_path / "two"), "--batch-size", "8"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    assert dist.stdout.count("trained to step 3") == 1              # one process reports (and writes)
+    a = torch.load(tmp_path / "one" / "ckpt.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "ckpt.pt", weights_only=True)
+    assert a["step"] == b["step"] == 3
+    torch.testing.assert_close(torch.tensor(b["history"]), torch.tensor(a["history"]), rtol=1e-4, atol=1e-5)
+    for k, v in a["model"].items():
+        torch.testing.assert_close(b["model"][k], v, rtol=1e-3, atol=1e-5)

@@ -36,14 +36,15 @@ def _data_ensure(args):
 def _train(args):
     from .train import train
 
-    overrides = {k: v for k, v in (("loss_weighting", args.loss_weighting), ("warmup_steps", args.warmup_steps))
-                 if v is not None}
+    overrides = {k: v for k, v in (("loss_weighting", args.loss_weighting), ("warmup_steps", args.warmup_steps),
+                                   ("batch_size", args.batch_size)) if v is not None}
     if args.bf16:
         overrides["bf16_cpu"] = True
     trainer = train(config=args.config, data_dir=args.data, out_dir=args.out, resume=args.resume,
                     device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit,
                     **overrides)
-    print(f"trained to step {trainer.step}; checkpoint in {args.out}")
+    if trainer.rank == 0:
+        print(f"trained to step {trainer.step}; checkpoint in {args.out}")
 
 
 def _reconstruct(args):
@@ -201,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=None, help="linear learning-rate warm-up steps "
                                                                     "(default: the config's, 0)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast when training on a CPU")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step and process (default: the config's); under torchrun the effective "
+                        "batch is this times the number of processes")
     fit_arg(p)
     device_arg(p)
 

@@ -96,6 +96,45 @@ class EpochSampler(Sampler):
         return self.n - self.start
 
 
+class ShardSampler(Sampler):
+    """This process's part of every global batch of an :class:`EpochSampler` order.
+
+    With `world` processes and `batch_size` images per process, global batch ``k`` is positions
+    ``k * batch_size * world ...`` of the epoch's permutation and process `rank` loads the slice
+    ``rank * batch_size ... (rank + 1) * batch_size`` of it. Together the processes see exactly
+    the batches one process with ``batch_size * world`` would (what makes a distributed run match
+    a single-process one at the same effective batch), and each loads only its own images.
+    """
+
+    def __init__(self, n: int, *, seed: int, epoch: int, start_batch: int, batch_size: int, rank: int, world: int):
+        self.n, self.seed, self.epoch, self.start_batch = n, seed, epoch, start_batch
+        self.batch_size, self.rank, self.world = batch_size, rank, world
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        perm = torch.randperm(self.n, generator=g).tolist()
+        global_bs = self.batch_size * self.world
+        for k in range(self.start_batch, self.n // global_bs):
+            lo = k * global_bs + self.rank * self.batch_size
+            yield from perm[lo:lo + self.batch_size]
+
+    def __len__(self) -> int:
+        return max(0, self.n // (self.batch_size * self.world) - self.start_batch) * self.batch_size
+
+
+def distributed_context(device: torch.device) -> tuple[int, int]:
+    """``(rank, world_size)``; starts the process group when launched by ``torchrun`` (NCCL on CUDA,
+    gloo on the CPU), ``(0, 1)`` otherwise."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -126,10 +165,20 @@ class Trainer:
     def __init__(self, model: DiffAE, dataset: Dataset, train_cfg: TrainConfig | None = None,
                  out_dir: str | Path = "runs/diffae", *, device=None, progress: bool = True):
         self.cfg = cfg = train_cfg or TrainConfig()
-        if len(dataset) < cfg.batch_size:
-            raise ValueError(f"the data set has {len(dataset)} images, fewer than batch_size={cfg.batch_size}")
+        if device is None and os.environ.get("LOCAL_RANK") is not None and torch.cuda.is_available():
+            device = f"cuda:{int(os.environ['LOCAL_RANK'])}"   # one GPU per torchrun process
         self.device = get_device(device)
+        self.rank, self.world_size = distributed_context(self.device)
+        if len(dataset) < cfg.batch_size * self.world_size:
+            raise ValueError(f"the data set has {len(dataset)} images, fewer than batch_size={cfg.batch_size}"
+                             + (f" x {self.world_size} processes" if self.world_size > 1 else ""))
         self.model = model.to(self.device)
+        self.ddp = None
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
         self.dataset = dataset
         self.out_dir = Path(out_dir)
         self.progress = progress
@@ -140,7 +189,7 @@ class Trainer:
         self.amp = cfg.amp and self.device.type == "cuda"        # fp16 mixed precision on CUDA only
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.noise_generator = torch.Generator().manual_seed(cfg.seed)   # t and eps of the loss
-        self.steps_per_epoch = len(dataset) // cfg.batch_size
+        self.steps_per_epoch = len(dataset) // (cfg.batch_size * self.world_size)
         self.num_workers = min(cfg.num_workers, available_cpus())   # e.g. the paper's 4 on a 2-CPU Colab
         self.step = 0
         self.epoch = 0
@@ -164,8 +213,13 @@ class Trainer:
         """Endless batches from the current (epoch, batch) position; keeps that position up to date."""
         bs = self.cfg.batch_size
         while True:
-            sampler = EpochSampler(len(self.dataset), seed=self.cfg.seed, epoch=self.epoch,
-                                   start=self.batch_in_epoch * bs)
+            if self.world_size > 1:
+                sampler = ShardSampler(len(self.dataset), seed=self.cfg.seed, epoch=self.epoch,
+                                       start_batch=self.batch_in_epoch, batch_size=bs, rank=self.rank,
+                                       world=self.world_size)
+            else:
+                sampler = EpochSampler(len(self.dataset), seed=self.cfg.seed, epoch=self.epoch,
+                                       start=self.batch_in_epoch * bs)
             # a private generator keeps the DataLoader from drawing on the global RNG (dropout's)
             loader = DataLoader(self.dataset, batch_size=bs, sampler=sampler, drop_last=True,
                                 num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
@@ -188,8 +242,16 @@ class Trainer:
         bf16 = cfg.bf16_cpu and self.device.type == "cpu"
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16 if bf16 else torch.float16,
                             enabled=self.amp or bf16):
-            loss = self.model.training_loss(x0, generator=self.noise_generator, weighting=cfg.loss_weighting,
-                                            gamma=cfg.min_snr_gamma)
+            if self.ddp is None:
+                loss = self.model.training_loss(x0, generator=self.noise_generator, weighting=cfg.loss_weighting,
+                                                gamma=cfg.min_snr_gamma)
+            else:   # t and noise of the whole global batch, as one process would draw them; this rank's part
+                b, w = x0.shape[0], self.world_size
+                t = torch.randint(0, self.model.num_timesteps, (b * w,), generator=self.noise_generator)
+                noise = torch.randn((b * w, *x0.shape[1:]), generator=self.noise_generator)
+                part = slice(self.rank * b, (self.rank + 1) * b)
+                loss = self.ddp(x0, weighting=cfg.loss_weighting, gamma=cfg.min_snr_gamma, t=t[part],
+                                noise=noise[part])
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.cfg.grad_clip > 0:
@@ -199,6 +261,12 @@ class Trainer:
         self.scaler.update()
         self.ema.update(self.model)
         self.step += 1
+        if self.ddp is not None:   # the global batch's loss, the same on every process
+            import torch.distributed as dist
+
+            loss = loss.detach().clone()
+            dist.all_reduce(loss)
+            loss = loss / self.world_size
         loss = loss.item()
         self.history.append(loss)
         return loss
@@ -214,14 +282,14 @@ class Trainer:
             raise ValueError(f"steps must be >= 0, got {steps}")
         cfg = self.cfg
         batches = self._batches()
-        with tqdm(total=steps, desc="train", disable=not self.progress, dynamic_ncols=True) as bar:
+        with tqdm(total=steps, desc="train", disable=not self.progress or self.rank != 0, dynamic_ncols=True) as bar:
             for _ in range(steps):
                 self.train_step(next(batches))
                 bar.update(1)
                 if self.step % cfg.log_every == 0 or self.step == 1:
                     recent = self.history[-cfg.log_every:]
                     bar.set_postfix(step=self.step, loss=f"{sum(recent) / len(recent):.4f}")
-                if cfg.sample_every and self.step % cfg.sample_every == 0:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0:
                     self.save_samples()
                 if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                     self.save()
@@ -267,12 +335,20 @@ class Trainer:
         }
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write the full training state (default ``out_dir/ckpt.pt``, replaced atomically)."""
+        """Write the full training state (default ``out_dir/ckpt.pt``, replaced atomically).
+
+        In a distributed run only process 0 writes; the others wait until the file is complete.
+        """
         path = Path(path) if path is not None else self.ckpt_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        if self.rank == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
         return path
 
     def resume(self, path: str | Path | None = None) -> Trainer:

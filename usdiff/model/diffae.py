@@ -97,7 +97,8 @@ class DiffAE(nn.Module):
     # ---- training -----------------------------------------------------------------------------
 
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None,
-                      weighting: str = "uniform", gamma: float = 5.0) -> torch.Tensor:
+                      weighting: str = "uniform", gamma: float = 5.0, t: torch.Tensor | None = None,
+                      noise: torch.Tensor | None = None) -> torch.Tensor:
         """DDPM loss ``w(t) || eps - eps_theta(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
 
         ``weighting="uniform"`` is the simple loss of DDPM, upstream DiffAE and the study
@@ -112,14 +113,20 @@ class DiffAE(nn.Module):
         Args:
             x0: ``(B, C, H, W)`` images in [-1, 1].
             generator: CPU generator for t and the noise (the global RNG when None).
+            t, noise: given time steps ``(B,)`` and noise (drawn here when None; the distributed
+                trainer draws them for the whole global batch and passes each process its part).
 
         Returns:
             scalar loss.
         """
         self._check_images(x0, "x0")
         b = x0.shape[0]
-        t = torch.randint(0, self.num_timesteps, (b,), generator=generator).to(x0.device)
-        noise = torch.randn(x0.shape, generator=generator).to(device=x0.device, dtype=x0.dtype)
+        if t is None:
+            t = torch.randint(0, self.num_timesteps, (b,), generator=generator)
+        if noise is None:
+            noise = torch.randn(x0.shape, generator=generator)
+        t = t.to(x0.device)
+        noise = noise.to(device=x0.device, dtype=x0.dtype)
         x_t = self.scheduler.add_noise(x0, noise, t)
         z_sem = self.encoder(x0)
         per_image = (self.unet(x_t, t, z_sem).float() - noise.float()).pow(2).flatten(1).mean(1)
