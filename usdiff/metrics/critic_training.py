@@ -94,6 +94,14 @@ def _cosine_lr(opt, step: int, steps: int, lr: float, warmup: int) -> None:
         g["lr"] = lr * f
 
 
+def _step(opt, loss: torch.Tensor, log: TrainLog) -> None:
+    """One optimiser step on `loss`, logged."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    log["loss"].append(float(loss.detach()))
+
+
 def _check_train_args(steps, batch_size, lr):
     if int(steps) < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -132,11 +140,7 @@ def train_domain_critic(sim: torch.Tensor, real: torch.Tensor, size: int, steps:
         if augment_images:
             x = augment(x, g, shift=max(1, size // 16))
         y = torch.cat([torch.zeros(half), torch.ones(half)])
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        log["loss"].append(float(loss.detach()))
+        _step(opt, F.binary_cross_entropy_with_logits(model(x), y), log)
     log["seconds"], log["steps"] = time.perf_counter() - t0, steps
     return model.eval(), log
 
@@ -190,10 +194,6 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, size: int, steps
         denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
         present = onehot.sum((0, 2, 3)) > 0
         soft_dice = 1.0 - (2 * inter[present] + 1.0) / (denom[present] + 1.0)
-        loss = ce + soft_dice.mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        log["loss"].append(float(loss.detach()))
+        _step(opt, ce + soft_dice.mean(), log)
     log["seconds"], log["steps"] = time.perf_counter() - t0, steps
     return model.eval(), log

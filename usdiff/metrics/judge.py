@@ -133,13 +133,8 @@ def read_label_maps(labels_dir, image_files, size: int) -> np.ndarray:
                      else np.asarray(Image.fromarray(lab).resize((size, size), Image.NEAREST)) for lab in out])
 
 
-def evaluate_folders(real_dir, fake_dir, labels_dir=None, n: int = 1200, size: int | None = None,
-                     data_dir=None, device=None, seed: int = 0) -> dict:
-    """:func:`evaluate_images` on two folders of images (any size and mode; resized to the critics' size).
-
-    `size` picks the critics (64 or 128; default: by the fake images' side); `data_dir` is the
-    built-in data set for the floor and gap (omitted when None or missing).
-    """
+def _critics_and_folders(real_dir, fake_dir, n, size, device):
+    """The critics for the fake images' size (or `size`) and both folders read at that size."""
     fake_files = list_images(fake_dir, what="fake image folder")
     if size is None:
         with Image.open(fake_files[0]) as im:
@@ -147,6 +142,18 @@ def evaluate_folders(real_dir, fake_dir, labels_dir=None, n: int = 1200, size: i
     critics = load_critics(size, device=device)
     fake, fake_files = read_folder(fake_dir, size, n, "fake image folder")
     real, _ = read_folder(real_dir, size, n, "real image folder")
+    return critics, real, fake, fake_files
+
+
+def evaluate_folders(real_dir, fake_dir, labels_dir=None, n: int = 1200, size: int | None = None,
+                     data_dir=None, device=None, seed: int = 0) -> dict:
+    """:func:`evaluate_images` on two folders of images (any size and mode; resized to the critics' size).
+
+    `size` picks the critics (64 or 128; default: by the fake images' side); `data_dir` is the
+    built-in data set for the floor and gap (omitted when None or missing).
+    """
+    critics, real, fake, fake_files = _critics_and_folders(real_dir, fake_dir, n, size, device)
+    size = critics.size
     labels = read_label_maps(labels_dir, fake_files, size) if labels_dir is not None else None
     reference = None
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
@@ -188,13 +195,7 @@ def fd_us_folders(real_dir, fake_dir, n: int = 1200, size: int | None = None, de
     from .critics import USFeatures
     from .evaluate import distance_report
 
-    fake_files = list_images(fake_dir, what="fake image folder")
-    if size is None:
-        with Image.open(fake_files[0]) as im:
-            size = nearest_critic_size(min(im.size))
-    critics = load_critics(size, device=device)
-    fake, _ = read_folder(fake_dir, size, n, "fake image folder")
-    real, _ = read_folder(real_dir, size, n, "real image folder")
+    critics, real, fake, _ = _critics_and_folders(real_dir, fake_dir, n, size, device)
     m = min(len(real), len(fake))
     report = distance_report(real, fake, USFeatures(critics), n=n, kid_subset_size=min(1000, max(2, m // 2)))
     report.update(real=str(real_dir), fake=str(fake_dir), layer="critics", weights=str(critics.path))
