@@ -316,13 +316,12 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
 
 def _labels_at(labels: np.ndarray, n: int, size: int) -> np.ndarray:
     """Label maps ``(n, size, size)`` (nearest resize; one map is repeated for a batch)."""
+    from .metrics.judge import resize_label_maps
+
     labels = labels[None] if labels.ndim == 2 else labels
     if len(labels) == 1 and n > 1:
         labels = np.repeat(labels, n, axis=0)
-    if labels.shape[-1] != size:
-        t = torch.from_numpy(labels.astype(np.float32))[:, None]
-        labels = torch.nn.functional.interpolate(t, size=(size, size), mode="nearest")[:, 0].numpy()
-    return labels.astype(np.uint8)
+    return resize_label_maps(labels, size)
 
 
 # ---- where codes land -----------------------------------------------------------------------------

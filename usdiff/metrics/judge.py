@@ -84,16 +84,17 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
         labels = np.asarray(labels)
         if len(labels) != len(fake):
             raise ValueError(f"got {len(labels)} label maps for {len(fake)} fake images")
-        scores = critics.anatomy_scores(fake_m, _resize_labels(labels[:m], critics.size), value_range)
+        scores = critics.anatomy_scores(fake_m, resize_label_maps(labels[:m], critics.size), value_range)
         out["dice_mean"], out["dice_aorta"] = scores["dice_mean"], scores["dice_aorta"]
         out["one_aorta_rate"] = scores["one_aorta_rate"]
     out["n"] = m
     return out
 
 
-def _resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+def resize_label_maps(labels: np.ndarray, size: int) -> np.ndarray:
+    """Label maps ``(N, H, W)`` -> ``(N, size, size)`` uint8 (nearest neighbour)."""
     if labels.shape[-1] == size and labels.shape[-2] == size:
-        return labels
+        return labels.astype(np.uint8)
     t = torch.from_numpy(labels.astype(np.float32))[:, None]
     return torch.nn.functional.interpolate(t, size=(size, size), mode="nearest")[:, 0].numpy().astype(np.uint8)
 
