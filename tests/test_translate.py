@@ -12,14 +12,18 @@ from usdiff.latent import LinearClassifier, ZNormalizer
 from usdiff.model import DiffAE, get_config
 from usdiff.train import save_pretrained
 from usdiff.translate import (
+    ClassifierTranslator,
     interpolate,
     lerp,
     load_direction,
     manipulate,
     manipulate_z,
+    resolve_method,
     save_direction,
+    save_method,
     slerp,
     translate_folder,
+    unpaired_training_data,
 )
 
 SIZE = 32
@@ -204,21 +208,24 @@ def write_pngs(folder, names, size=SIZE, seed=0):
     return folder
 
 
+def method_for(clf, alpha=0.3):
+    return ClassifierTranslator.from_direction(clf, alpha=alpha, encode_steps=STEPS, decode_steps=STEPS)
+
+
 def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
     names = ["b.png", "a.png", "c.png"]
     src = write_pngs(tmp_path / "sim", names)
     direction = save_direction(tmp_path / "dir.pt", classifier)
     ckpt = save_pretrained(model, tmp_path / "model.pt", half=False)
-    out = translate_folder(ckpt, src, tmp_path / "out", classifier=direction, alpha=0.3, encode_steps=STEPS,
-                           decode_steps=STEPS, batch_size=2, device="cpu", progress=False)
+    out = translate_folder(method_for(direction), ckpt, src, tmp_path / "out", batch_size=2, device="cpu",
+                           progress=False)
     assert [p.name for p in out] == sorted(names)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
     for p in out:
         with Image.open(p) as im:
             assert im.size == (SIZE, SIZE) and im.mode == "L"
     # alpha = 0 reproduces the plain reconstruction of the image (model object instead of a file)
-    out0 = translate_folder(model, src, tmp_path / "out0", classifier=classifier, alpha=0.0, encode_steps=STEPS,
-                            decode_steps=STEPS, device="cpu", progress=False)
+    out0 = translate_folder(method_for(classifier, 0.0), model, src, tmp_path / "out0", device="cpu", progress=False)
     x = torch.from_numpy(np.asarray(Image.open(src / "a.png"), dtype=np.float32) / 255.0)[None, None] * 2 - 1
     z = model.encode(x)
     rec = model.decode(model.encode_stochastic(x, z, steps=STEPS), z, steps=STEPS)
@@ -229,61 +236,78 @@ def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
 
 def test_translate_folder_errors(tmp_path, model, classifier):
     src = write_pngs(tmp_path / "sim", ["a.png"])
-    kw = dict(classifier=classifier, encode_steps=STEPS, decode_steps=STEPS, device="cpu", progress=False)
+    method = method_for(classifier)
+    kw = dict(device="cpu", progress=False)
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
-        translate_folder(tmp_path / "missing.pt", src, tmp_path / "out", **kw)
+        translate_folder(method, tmp_path / "missing.pt", src, tmp_path / "out", **kw)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images .* in .*empty"):
-        translate_folder(model, tmp_path / "empty", tmp_path / "out", **kw)
+        translate_folder(method, model, tmp_path / "empty", tmp_path / "out", **kw)
     with pytest.raises(FileNotFoundError, match="image folder .*nope does not exist"):
-        translate_folder(model, tmp_path / "nope", tmp_path / "out", **kw)
+        translate_folder(method, model, tmp_path / "nope", tmp_path / "out", **kw)
     big = write_pngs(tmp_path / "big", ["x.png"], size=48)         # other sizes are resized by default
-    out = translate_folder(model, big, tmp_path / "out_big", **kw)
+    out = translate_folder(method, model, big, tmp_path / "out_big", **kw)
     assert Image.open(out[0]).size == (SIZE, SIZE)
-    kept = translate_folder(model, big, tmp_path / "out_kept", keep_size=True, **kw)
+    kept = translate_folder(method, model, big, tmp_path / "out_kept", keep_size=True, **kw)
     assert Image.open(kept[0]).size == (48, 48)
     with pytest.raises(FileExistsError, match="exist in .*out_big"):
-        translate_folder(model, big, tmp_path / "out_big", **kw)
-    translate_folder(model, big, tmp_path / "out_big", overwrite=True, **kw)
+        translate_folder(method, model, big, tmp_path / "out_big", **kw)
+    translate_folder(method, model, big, tmp_path / "out_big", overwrite=True, **kw)
     with pytest.raises(ValueError, match="out_dir must differ"):
-        translate_folder(model, src, src, **kw)
-    with pytest.raises(ValueError, match="no classifier: give a saved direction"):
-        translate_folder(model, src, tmp_path / "out", progress=False)
-    with pytest.raises(ValueError, match="method must be one of"):
-        translate_folder(model, src, tmp_path / "out", method="cyclegan", **kw)
+        translate_folder(method, model, src, src, **kw)
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        translate_folder(ClassifierTranslator(), model, src, tmp_path / "out", **kw)
+    with pytest.raises(ValueError, match="method must be a fitted Translator"):
+        translate_folder("classifier", model, src, tmp_path / "out", **kw)
+    with pytest.raises(ValueError, match="needs the DiffAE"):
+        translate_folder(method, None, src, tmp_path / "out", **kw)
+    with pytest.raises(ValueError, match="no fitted 'classifier' method"):
+        resolve_method("classifier", tmp_path / "model.pt", progress=False)
+    with pytest.raises(ValueError, match="unknown translation method 'pix2pix'; choose one of"):
+        resolve_method("pix2pix", model)
     wrong = LinearClassifier(lr=1e-2, epochs=1, device="cpu").fit(np.random.default_rng(0).standard_normal((8, 5)),
                                                                   [0, 1] * 4, progress=False)
     with pytest.raises(ValueError, match="5-d codes but the model's z_sem is 128-d"):
-        translate_folder(model, src, tmp_path / "out", **{**kw, "classifier": wrong})
+        translate_folder(method_for(wrong), model, src, tmp_path / "out", **kw)
 
 
-def test_translate_folder_fits_the_direction_on_the_builtin_data(tmp_path, model):
+def test_resolve_method_fits_on_the_builtin_data_unpaired(tmp_path, model):
     from usdiff.data import generate_dataset
 
-    data = generate_dataset(tmp_path / "data", n=10, size=SIZE, seed=0, workers=1, progress=False)
-    src = write_pngs(tmp_path / "sim", ["a.png", "b.png"])
-    saved = tmp_path / "direction.pt"
-    out = translate_folder(model, src, tmp_path / "out", data_dir=data, loss="mse", alpha=0.5,
-                           encode_steps=STEPS, decode_steps=STEPS, device="cpu", save_classifier=saved,
-                           classifier_kwargs={"lr": 1e-2, "epochs": 2}, progress=False)
-    assert [p.name for p in out] == ["a.png", "b.png"]
-    clf = load_direction(saved)
-    assert clf.loss == "mse" and clf.weight_.shape == (model.config.z_dim,) and clf.epochs == 2
-    assert clf.meta == {"image_size": SIZE, "z_dim": model.config.z_dim}
-    # the saved direction reproduces the same outputs
-    again = translate_folder(model, src, tmp_path / "again", classifier=saved, alpha=0.5, encode_steps=STEPS,
-                             decode_steps=STEPS, device="cpu", progress=False)
-    for a, b in zip(out, again):
-        np.testing.assert_array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    data = generate_dataset(tmp_path / "data", n=12, size=SIZE, seed=0, workers=1, progress=False)
+    parts = unpaired_training_data(data, SIZE, n=None)
+    n_train = len(parts["sim"]) + len(parts["real"])
+    assert len(parts["sim"]) == len(parts["sim_labels"]) and n_train >= 8
+    # no phantom in both domains: sim from the first half of the train phantoms, real-like from the second
+    from usdiff.data import BuiltinDataset
+
+    sims = BuiltinDataset(data, split="train", domain="sim", size=SIZE)
+    twins = BuiltinDataset(data, split="train", domain="real", size=SIZE)
+    half = len(twins) // 2
+    assert len(parts["sim"]) == half and len(parts["real"]) == len(twins) - half
+    assert all(torch.equal(parts["sim"][k], sims[k][0]) for k in range(half))
+    assert all(torch.equal(parts["real"][k], twins[half + k][0]) for k in range(len(parts["real"])))
+    np.testing.assert_array_equal(parts["sim_labels"][0], sims.label_map(0))
+    method = resolve_method("transport", model, data_dir=data, knobs={"encode_steps": STEPS, "decode_steps": STEPS},
+                            progress=False)
+    assert method.fitted and method.transport_["A"].shape == (model.config.z_dim, model.config.z_dim)
+    saved = save_method(tmp_path / "transport.pt", method)
+    with pytest.raises(FileExistsError, match="exists"):
+        save_method(saved, method)
+    again = resolve_method("transport", model, fitted=saved)
+    np.testing.assert_array_equal(again.transport_["A"], method.transport_["A"])
+    assert again.get_params() == method.get_params()
+    with pytest.raises(ValueError, match="holds a fitted 'transport' method, not 'sdedit'"):
+        resolve_method("sdedit", model, fitted=saved)
     with pytest.raises(FileNotFoundError, match="data set folder not found"):
-        translate_folder(model, src, tmp_path / "x", data_dir=tmp_path / "none", progress=False)
+        resolve_method("transport", model, data_dir=tmp_path / "none", progress=False)
 
 
 def test_translation_applies_the_manipulation_in_the_direction_asked(tmp_path, model, classifier):
     src = write_pngs(tmp_path / "sim", ["a.png", "b.png"])
-    kw = dict(classifier=classifier, encode_steps=STEPS, decode_steps=STEPS, device="cpu", progress=False)
+    kw = dict(device="cpu", progress=False)
     read = lambda p: np.asarray(Image.open(p), dtype=np.float64)  # noqa: E731
-    outs = {a: [read(p) for p in translate_folder(model, src, tmp_path / f"o{a}", alpha=a, **kw)]
+    outs = {a: [read(p) for p in translate_folder(method_for(classifier, a), model, src, tmp_path / f"o{a}", **kw)]
             for a in (0.0, 1.0, -1.0)}
     # alpha changes the output, and +alpha and -alpha move it differently
     assert np.abs(outs[1.0][0] - outs[0.0][0]).mean() > 0.5

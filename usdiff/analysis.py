@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .latent import LinearClassifier
+from .latent import LinearClassifier, encode_dataset, encode_images
+from .latent import as_image_batch as _as_batch
 from .metrics.anatomy import (
     anatomy_score,
     aorta_position_error,
@@ -34,7 +35,8 @@ from .metrics.anatomy import (
     dice,
 )
 from .metrics.frechet import fid_from_features
-from .translate import _model_device, interpolate, manipulate_z
+from .translate import interpolate, manipulate_z
+from .utils import model_device as _model_device
 
 __all__ = [
     "encode_images",
@@ -49,63 +51,6 @@ __all__ = [
     "interpolation_widget",
     "manipulation_widget",
 ]
-
-
-# ---- codes ---------------------------------------------------------------------------------------
-
-def _as_batch(images) -> torch.Tensor:
-    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
-    return x.float()
-
-
-@torch.no_grad()
-def encode_images(model, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-    """``z_sem`` of images ``(B, 1, H, W)`` in [-1, 1] as float64 numpy ``(B, D)``, in batches."""
-    x = _as_batch(images)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    device = _model_device(model)
-    out = []
-    with tqdm(total=len(x), desc="encode z_sem", unit="img", disable=not progress, leave=False) as bar:
-        for s in range(0, len(x), batch_size):
-            out.append(model.encode(x[s:s + batch_size].to(device)).cpu())
-            bar.update(len(out[-1]))
-    return torch.cat(out).double().numpy()
-
-
-@torch.no_grad()
-def encode_dataset(model, dataset, batch_size: int = 64, indices: Sequence[int] | None = None,
-                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Semantic codes and domain labels of a dataset yielding ``(image (1, H, W), domain)``.
-
-    Args:
-        model: a :class:`usdiff.model.DiffAE` (its ``encode`` is used).
-        dataset: e.g. :class:`usdiff.data.BuiltinDataset` (``domain="both"``: sim then real).
-        indices: the items to encode (default: all), in this order.
-
-    Returns:
-        ``(z (N, D) float64, y (N,) int64)``, ``y`` 0 = sim, 1 = real.
-    """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    idx = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64).reshape(-1)
-    if len(idx) == 0:
-        raise ValueError("nothing to encode: the dataset (or the given indices) is empty")
-    device = _model_device(model)
-    zs, ys = [], []
-    bar = tqdm(total=len(idx), desc="encode z_sem", unit="img", disable=not progress, leave=False)
-    for s in range(0, len(idx), batch_size):
-        items = [dataset[int(i)] for i in idx[s:s + batch_size]]
-        x = torch.stack([torch.as_tensor(im) for im, _ in items]).float().to(device)
-        zs.append(model.encode(x).cpu())
-        ys += [int(d) for _, d in items]
-        bar.update(len(items))
-    bar.close()
-    return torch.cat(zs).double().numpy(), np.asarray(ys, dtype=np.int64)
 
 
 @torch.no_grad()

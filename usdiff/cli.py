@@ -1,4 +1,4 @@
-"""Command line: usdiff data | train | reconstruct | sample | fid | evaluate | direction | translate.
+"""Command line: usdiff data | train | reconstruct | sample | fid | evaluate | direction | translate | downstream.
 
 Each sub-command is a thin wrapper around one package function; run ``usdiff CMD -h`` for help.
 """
@@ -118,16 +118,37 @@ def format_evaluation(report: dict) -> str:
     return "\n".join(f"{k:<15s} {v:>22s}   {d}" for k, v, d in rows)
 
 
-def _translate(args):
-    from .translate import translate_folder
+# the knobs each translation method takes from the command line (argparse dest -> constructor argument)
+METHOD_KNOBS = {
+    "classifier": ("loss", "alpha", "encode_steps", "decode_steps", "fixed_point_iters"),
+    "transport": ("strength", "encode_steps", "decode_steps"),
+    "sdedit": ("t0", "steps", "ilvr", "strength"),
+    "guided": ("t0", "steps", "ilvr", "strength", "scale"),
+    "cyclegan": (),
+}
+ALL_KNOBS = sorted({k for knobs in METHOD_KNOBS.values() for k in knobs})
 
-    paths = translate_folder(args.ckpt, args.images, args.out, method=args.method, loss=args.loss,
-                             alpha=args.alpha, classifier=args.classifier, data_dir=args.data,
-                             encode_steps=args.encode_steps, decode_steps=args.decode_steps,
-                             batch_size=args.batch_size, device=args.device,
-                             fixed_point_iters=args.fixed_point_iters, fit=args.fit, keep_size=args.keep_size,
-                             overwrite=args.overwrite, save_classifier=args.save_classifier, seed=args.seed)
-    print(f"wrote {len(paths)} translated images to {args.out}")
+
+def _translate(args):
+    from .translate import resolve_method, save_method, translate_folder
+
+    given = {k: getattr(args, k) for k in ALL_KNOBS if getattr(args, k) is not None}
+    wrong = sorted(set(given) - set(METHOD_KNOBS[args.method]))
+    if wrong:
+        flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
+        raise ValueError(f"{flags} do(es) not apply to --method {args.method} (it takes: "
+                         f"{', '.join('--' + k.replace('_', '-') for k in METHOD_KNOBS[args.method]) or 'no knobs'})")
+    if args.save_fitted is not None and args.data is None:
+        raise ValueError("--save-fitted needs --data (there is nothing new to save otherwise)")
+    method = resolve_method(args.method, args.ckpt, fitted=args.fitted, data_dir=args.data, n_fit=args.n_fit,
+                            knobs=given, seed=args.seed, device=args.device)
+    if args.save_fitted is not None:
+        save_method(args.save_fitted, method, overwrite=args.overwrite)
+        print(f"saved the fitted {args.method} method to {args.save_fitted}")
+    paths = translate_folder(method, args.ckpt if method.uses_diffae else None, args.images, args.out,
+                             labels_dir=args.labels, batch_size=args.batch_size, device=args.device, fit=args.fit,
+                             keep_size=args.keep_size, overwrite=args.overwrite, seed=args.seed)
+    print(f"wrote {len(paths)} images translated with {method!r} to {args.out}")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -284,26 +305,45 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p, "an existing --out file")
     device_arg(p)
 
-    p = add("translate", _translate, "translate a folder of simulated images into real-styled PNGs")
-    p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
+    p = add("translate", _translate, "translate a folder of simulated images into real-looking PNGs with a "
+                                     "chosen method (knobs left out keep the method's default)")
+    p.add_argument("--ckpt", type=Path, required=True,
+                   help="DiffAE checkpoint (e.g. assets/diffae_tiny.pt); fitted methods are looked up beside it")
     p.add_argument("--images", type=Path, required=True, help="folder of simulated images (any size and mode)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
-    p.add_argument("--method", default="classifier", choices=["classifier"], help="translation method")
-    p.add_argument("--loss", default="bce", choices=["bce", "mse"], help="classifier loss when fitting on --data")
-    p.add_argument("--alpha", type=float, default=0.3, help="manipulation strength (positive = towards real)")
-    p.add_argument("--classifier", type=Path, default=None,
-                   help="saved direction (usdiff direction fit); default: NAME_direction.pt beside the checkpoint")
+    p.add_argument("--method", default="classifier", choices=list(METHOD_KNOBS),
+                   help="classifier: the study's realness direction; transport: optimal transport of z_sem; "
+                        "sdedit: noise to t0, decode with the transported z_sem; guided: sdedit steered to the "
+                        "source's label map (needs --labels); cyclegan: the GAN baseline")
+    p.add_argument("--fitted", "--classifier", type=Path, default=None,
+                   help="fitted method file (usdiff direction fit, or --save-fitted); default: NAME_direction.pt "
+                        "(classifier) or NAME_<method>.pt beside the checkpoint")
     p.add_argument("--data", type=Path, default=None,
-                   help="fit the direction here instead: built-in data set or your own folder with sim/ and real/")
-    p.add_argument("--save-classifier", type=Path, default=None, help="with --data: also save the fitted direction")
-    p.add_argument("--encode-steps", type=int, default=100, help="DDIM steps of the inversion to x_T")
-    p.add_argument("--decode-steps", type=int, default=100, help="DDIM steps of the decoding (best: = encode)")
-    fixed_point_arg(p)
+                   help="fit the method here instead: built-in data set (train split, unpaired halves) or your own "
+                        "folder with sim/ and real/")
+    p.add_argument("--n-fit", type=int, default=4000, help="with --data: training images used to fit")
+    p.add_argument("--save-fitted", "--save-classifier", type=Path, default=None,
+                   help="with --data: also save the fitted method here")
+    p.add_argument("--labels", type=Path, default=None,
+                   help="label maps of the inputs, same names (guided uses them)")
+    knobs = p.add_argument_group("method knobs (default: the method's own)")
+    knobs.add_argument("--loss", default=None, choices=["bce", "mse"], help="classifier: loss when fitting (bce)")
+    knobs.add_argument("--alpha", type=float, default=None, help="classifier: step along the direction (0.3)")
+    knobs.add_argument("--strength", type=float, default=None,
+                       help="transport/sdedit/guided: 0 = own z_sem, 1 = fully transported (1.0)")
+    knobs.add_argument("--t0", type=float, default=None, help="sdedit/guided: noise level to start from, fraction of T (0.5)")
+    knobs.add_argument("--steps", type=int, default=None, help="sdedit/guided: DDIM grid over [0, T) (50)")
+    knobs.add_argument("--ilvr", type=int, default=None, help="sdedit/guided: ILVR anchor factor N (off)")
+    knobs.add_argument("--scale", type=float, default=None, help="guided: guidance step (1.0)")
+    knobs.add_argument("--encode-steps", type=int, default=None, help="classifier/transport: DDIM inversion steps (100)")
+    knobs.add_argument("--decode-steps", type=int, default=None, help="classifier/transport: DDIM decoding steps (100)")
+    knobs.add_argument("--fixed-point-iters", type=int, default=None,
+                       help="classifier: refine each inversion step by fixed-point iteration (0)")
     fit_arg(p)
     p.add_argument("--keep-size", action="store_true", help="write each output at its input's size")
     overwrite_arg(p)
     p.add_argument("--batch-size", type=int, default=16, help="images per batch")
-    seed_arg(p, "seed of the direction fit (with --data)")
+    seed_arg(p, "seed of the fit (with --data) and of the noise of sdedit/guided")
     device_arg(p)
     return parser
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,14 @@ def distributed_context(device: torch.device) -> tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check for avx512_bf16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def available_cpus() -> int:
     """CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -187,6 +196,10 @@ class Trainer:
         opt_cls = torch.optim.AdamW if cfg.weight_decay > 0 else torch.optim.Adam
         self.optimizer = opt_cls(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.amp = cfg.amp and self.device.type == "cuda"        # fp16 mixed precision on CUDA only
+        if cfg.bf16_cpu and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            warnings.warn("bf16_cpu=True (--bf16) on a CPU without native bfloat16 instructions (avx512_bf16 / AMX): "
+                          "bfloat16 is emulated there and a training step runs about 17x slower than in fp32; "
+                          "leave --bf16 off on this machine", RuntimeWarning, stacklevel=2)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.noise_generator = torch.Generator().manual_seed(cfg.seed)   # t and eps of the loss
         self.steps_per_epoch = len(dataset) // (cfg.batch_size * self.world_size)

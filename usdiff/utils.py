@@ -31,6 +31,14 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def model_device(model) -> torch.device:
+    """The device of `model`'s parameters (CPU for a module without any)."""
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
     random.seed(seed)

@@ -1,0 +1,219 @@
+"""Translation methods: Gaussian transport in closed form, SDEdit/ILVR properties, guidance, CycleGAN, registry."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from zmodels import z_dependent
+
+from usdiff.metrics.critics import AnatomySegmenter
+from usdiff.model import DiffAE, get_config
+from usdiff.translate import (
+    METHODS,
+    CycleGANTranslator,
+    GuidedTranslator,
+    SDEditTranslator,
+    TransportTranslator,
+    apply_transport,
+    gaussian_transport,
+    get_method,
+    load_method,
+    low_pass,
+    save_method,
+    train_cyclegan,
+)
+from usdiff.translate.sdedit import start_grid
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    cfg, _ = get_config("tiny")
+    torch.manual_seed(0)
+    return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)))
+
+
+def images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(n, 1, SIZE, SIZE, generator=g) * 2 - 1) * 0.9
+
+
+@pytest.fixture(scope="module")
+def codes():
+    rng = np.random.default_rng(0)
+    d = 128
+    z_sim = rng.standard_normal((300, d)) @ rng.standard_normal((d, d)) * 0.1
+    z_real = rng.standard_normal((300, d)) * 0.5 + 1.0
+    return z_sim, z_real
+
+
+# ---- Gaussian optimal transport ------------------------------------------------------------------
+
+def test_transport_lands_on_the_target_mean_and_covariance():
+    rng = np.random.default_rng(1)
+    src = rng.standard_normal((400, 5)) @ rng.standard_normal((5, 5))
+    tgt = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5)) + 4.0
+    t = gaussian_transport(src, tgt, reg=0.0)
+    moved = apply_transport(src, t)
+    np.testing.assert_allclose(moved.mean(0), tgt.mean(0), atol=1e-10)
+    np.testing.assert_allclose(np.cov(moved, rowvar=False), np.cov(tgt, rowvar=False), atol=1e-8)
+    # A is symmetric positive definite (the Monge map is the gradient of a convex function)
+    np.testing.assert_allclose(t["A"], t["A"].T, atol=1e-12)
+    assert np.linalg.eigvalsh(t["A"]).min() > 0
+
+
+def test_transport_in_one_dimension_is_the_ratio_of_standard_deviations():
+    rng = np.random.default_rng(2)
+    src, tgt = rng.normal(1.0, 2.0, (500, 1)), rng.normal(-3.0, 0.5, (500, 1))
+    t = gaussian_transport(src, tgt, reg=0.0)
+    assert t["A"][0, 0] == pytest.approx(tgt.std(ddof=1) / src.std(ddof=1), rel=1e-10)
+    # between a cloud and itself the map is the identity; strength 0 is always the identity
+    same = gaussian_transport(src, src, reg=0.0)
+    np.testing.assert_allclose(apply_transport(src, same), src, atol=1e-9)
+    np.testing.assert_array_equal(apply_transport(src, t, strength=0.0), src)
+    half = apply_transport(src, t, strength=0.5)
+    np.testing.assert_allclose(half, (src + apply_transport(src, t)) / 2, atol=1e-12)
+
+
+def test_transport_checks_its_inputs():
+    with pytest.raises(ValueError, match="same D"):
+        gaussian_transport(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="at least 2 codes"):
+        gaussian_transport(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="reg must be >= 0"):
+        gaussian_transport(np.zeros((5, 3)), np.zeros((5, 3)), reg=-1)
+
+
+def test_transport_translator_strength_zero_is_the_reconstruction(model, codes):
+    x = images(2)
+    z = model.encode(x)
+    rec = model.decode(model.encode_stochastic(x, z, steps=3), z, steps=3)
+    kw = dict(encode_steps=3, decode_steps=3)
+    still = TransportTranslator(strength=0.0, **kw).fit_codes(*codes).translate(model, x)
+    torch.testing.assert_close(still, rec, atol=1e-5, rtol=0)
+    moved = TransportTranslator(strength=1.0, **kw).fit_codes(*codes)
+    out = moved.translate(model, x)
+    assert (out - rec).abs().mean() > 1e-3
+    # the code it decodes is the transported one: its normalised mean is the real codes' mean
+    zs = moved.move(torch.as_tensor(codes[0], dtype=torch.float32)).double().numpy()
+    np.testing.assert_allclose(zs.mean(0), codes[1].mean(0), atol=0.05)
+
+
+# ---- SDEdit and ILVR -----------------------------------------------------------------------------
+
+def test_low_pass_keeps_constants_and_removes_the_finest_pattern():
+    const = torch.full((1, 1, 8, 8), 0.3)
+    torch.testing.assert_close(low_pass(const, 4), const)
+    checker = (torch.arange(8)[:, None] + torch.arange(8)[None]).remainder(2).float()[None, None] * 2 - 1
+    assert low_pass(checker, 2).abs().max() < 1e-6
+    torch.testing.assert_close(low_pass(checker, 1), checker)
+    with pytest.raises(ValueError, match="dividing the image side"):
+        low_pass(const, 3)
+
+
+def test_start_grid_runs_only_the_steps_below_t0(model):
+    full = start_grid(model.scheduler, 1.0, 10)
+    assert full == model.scheduler.set_timesteps(10).tolist()
+    half = start_grid(model.scheduler, 0.5, 10)
+    assert max(half) <= 0.5 * 999 and half == [t for t in full if t <= 499.5]
+    assert start_grid(model.scheduler, 0.001, 10) == [0]
+    with pytest.raises(ValueError, match="t0 must be in"):
+        start_grid(model.scheduler, 0.0, 10)
+
+
+def test_sdedit_is_seeded_and_moves_further_from_the_source_as_t0_grows(model, codes):
+    x = images(3)
+    dist = {}
+    for t0 in (0.05, 0.6):
+        m = SDEditTranslator(t0=t0, steps=20, strength=0.0).fit_codes(*codes)
+        a = m.translate(model, x, generator=torch.Generator().manual_seed(0))
+        b = m.translate(model, x, generator=torch.Generator().manual_seed(0))
+        c = m.translate(model, x, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(a, b)
+        assert (a - c).abs().mean() > 0   # fresh noise, another result
+        dist[t0] = float((a - x).abs().mean())
+    assert dist[0.05] < dist[0.6]
+
+
+def test_ilvr_pulls_the_low_frequencies_towards_the_source(model, codes):
+    x = images(3, seed=4)
+    kw = dict(t0=0.8, steps=20, strength=1.0)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    free = SDEditTranslator(**kw).fit_codes(*codes).translate(model, x, generator=g())
+    anchored = SDEditTranslator(ilvr=4, **kw).fit_codes(*codes).translate(model, x, generator=g())
+    err = lambda y: float((low_pass(y, 4) - low_pass(x, 4)).abs().mean())  # noqa: E731
+    assert err(anchored) < 0.5 * err(free)
+    with pytest.raises(ValueError, match="ilvr must be None or a positive int"):
+        SDEditTranslator(ilvr=0)
+
+
+def test_guidance_lowers_the_guides_energy(model, codes):
+    x = images(2, seed=5)
+    labels = torch.randint(0, 3, (2, SIZE, SIZE), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    guide = AnatomySegmenter(SIZE, width=4, num_classes=11).eval()
+
+    def energy(y):
+        with torch.no_grad():
+            return float(F.cross_entropy(guide(y), labels))
+
+    out = {}
+    for scale in (0.0, 3.0):
+        m = GuidedTranslator(scale=scale, t0=0.6, steps=10).fit_codes(*codes)
+        m.guide_ = guide
+        out[scale] = m.translate(model, x, generator=torch.Generator().manual_seed(0), labels=labels)
+    assert energy(out[3.0]) < energy(out[0.0])
+    m = GuidedTranslator(scale=1.0).fit_codes(*codes)
+    m.guide_ = guide
+    with pytest.raises(ValueError, match="needs the label maps"):
+        m.translate(model, x)
+    with pytest.raises(ValueError, match="labels must be"):
+        m.translate(model, x, labels=labels[:1])
+
+
+# ---- CycleGAN ------------------------------------------------------------------------------------
+
+def test_cyclegan_is_deterministic_per_seed_and_learns_the_cycle():
+    sim = images(16, seed=1)
+    real = (images(16, seed=2) * 0.5).clamp(-1, 1)
+    g1, log1 = train_cyclegan(sim, real, steps=30, batch_size=4, width=4, blocks=1, seed=0, progress=False)
+    g2, _ = train_cyclegan(sim, real, steps=30, batch_size=4, width=4, blocks=1, seed=0, progress=False)
+    for a, b in zip(g1.state_dict().values(), g2.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert log1["steps"] == 30 and np.mean(log1["loss_g"][-5:]) < np.mean(log1["loss_g"][:5])
+
+
+def test_cyclegan_translator_saves_and_loads(tmp_path):
+    sim, real = images(8, seed=1), images(8, seed=2)
+    m = CycleGANTranslator(steps=3, batch_size=2, width=4, blocks=1).fit(None, sim, real)
+    out = m.translate(None, sim)
+    assert out.shape == sim.shape and out.abs().max() <= 1
+    path = save_method(tmp_path / "cg.pt", m)
+    again = load_method(path)
+    torch.testing.assert_close(again.translate(None, sim), out)
+
+
+# ---- registry and persistence --------------------------------------------------------------------
+
+def test_methods_are_chosen_by_name_with_their_knobs(codes, tmp_path, model):
+    assert sorted(METHODS) == ["classifier", "cyclegan", "guided", "sdedit", "transport"]
+    m = get_method("sdedit", t0=0.3, ilvr=8)
+    assert isinstance(m, SDEditTranslator) and m.get_params()["t0"] == 0.3 and "t0=0.3" in repr(m)
+    with pytest.raises(ValueError, match="unknown translation method 'gan'; choose one of"):
+        get_method("gan")
+    with pytest.raises(ValueError, match="method 'transport': .*unexpected keyword argument 't0'"):
+        get_method("transport", t0=0.5)
+    with pytest.raises(RuntimeError, match="not fitted yet"):
+        get_method("transport").translate(model, images(1))
+    fitted = get_method("sdedit", t0=0.3).fit_codes(*codes)
+    path = save_method(tmp_path / "m.pt", fitted)
+    loaded = load_method(path, t0=0.4)          # knobs can be overridden at load time
+    assert loaded.t0 == 0.4 and loaded.fitted
+    np.testing.assert_array_equal(loaded.transport_["A"], fitted.transport_["A"])
+    (tmp_path / "bad.pt").write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="is not a translation method saved by usdiff"):
+        load_method(tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"x is \(16, 16\) px but the model works at 32 px"):
+        fitted.translate(model, torch.zeros(1, 1, 16, 16))

@@ -1,0 +1,147 @@
+"""Paths between two images in ``(z_sem, x_T)`` space: lerp, slerp and :func:`interpolate`.
+
+``z_sem`` moves linearly, ``x_T`` spherically (slerp; the Gaussian ``x_T`` lives near a sphere of
+radius ``sqrt(H W)``, where a straight line would cut through the low-norm interior); every step is
+DDIM-decoded.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..utils import model_device as _model_device
+
+__all__ = ["lerp", "slerp", "interpolate"]
+
+
+# ---- interpolation paths -----------------------------------------------------------------------
+
+def _as_t(t, a: torch.Tensor) -> torch.Tensor:
+    """`t` as a ``(B, 1)`` column (float or ``(B,)``) in `a`'s dtype and device."""
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device)
+    if t.ndim == 0:
+        return t.expand(len(a)).reshape(-1, 1)
+    if t.ndim != 1 or len(t) != len(a):
+        raise ValueError(f"t must be a number or a (B,) tensor with B={len(a)}, got shape {tuple(t.shape)}")
+    return t.reshape(-1, 1)
+
+
+def _pair(a: torch.Tensor, b: torch.Tensor):
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise ValueError("a and b must be torch tensors")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    single = a.ndim == 1
+    return (a[None], b[None], single) if single else (a, b, single)
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
+    """``(1 - t) a + t b`` row by row: ``a, b`` ``(B, ...)`` (or ``(D,)``), `t` a number or ``(B,)``."""
+    a, b, single = _pair(a, b)
+    tt = _as_t(t, a).reshape(-1, *([1] * (a.ndim - 1)))
+    out = (1 - tt) * a + tt * b
+    return out[0] if single else out
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-6) -> torch.Tensor:
+    """Spherical interpolation of each flattened row of ``a, b`` ``(B, ...)`` (or one ``(D,)``).
+
+    ``slerp = sin((1 - t) theta) / sin(theta) a + sin(t theta) / sin(theta) b`` with
+    ``theta = arccos(a . b / (|a| |b|))``. It gives `a` at ``t = 0`` and `b` at ``t = 1`` and keeps
+    the norm when ``|a| = |b|``. Rows whose ``sin(theta) < eps`` (nearly parallel or opposite,
+    where the great circle is ill-defined) fall back to :func:`lerp`.
+    """
+    a, b, single = _pair(a, b)
+    fa, fb = a.reshape(len(a), -1), b.reshape(len(b), -1)
+    tt = _as_t(t, fa)
+    cos = (fa * fb).sum(1, keepdim=True) / (fa.norm(dim=1, keepdim=True) * fb.norm(dim=1, keepdim=True)).clamp_min(1e-30)
+    theta = torch.arccos(cos.clamp(-1.0, 1.0))
+    sin = torch.sin(theta)
+    ok = sin >= eps
+    safe = torch.where(ok, sin, torch.ones_like(sin))
+    c0 = torch.where(ok, torch.sin((1 - tt) * theta) / safe, 1 - tt)
+    c1 = torch.where(ok, torch.sin(tt * theta) / safe, tt)
+    out = (c0 * fa + c1 * fb).reshape(a.shape)
+    return out[0] if single else out
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+def _one_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` -> ``(1, C, H, W)``."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    if x.ndim == 2:
+        x = x[None, None]
+    elif x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or len(x) != 1:
+        raise ValueError(f"{name} must be one image (H, W), (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
+    return x
+
+
+def _chunks(n: int, size: int | None):
+    size = n if not size else size
+    for start in range(0, n, size):
+        yield slice(start, min(n, start + size))
+
+
+def _decode_batched(model, x_T, z, steps, batch_size, progress, desc):
+    out = []
+    chunks = list(_chunks(len(x_T), batch_size))
+    for sl in tqdm(chunks, desc=desc, disable=not progress or len(chunks) == 1, leave=False):
+        out.append(model.decode(x_T[sl], z[sl], steps=steps, progress=progress and len(chunks) == 1))
+    return torch.cat(out)
+
+
+# ---- interpolation -----------------------------------------------------------------------------
+
+@torch.no_grad()
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
+                decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
+                generator: torch.Generator | None = None, batch_size: int | None = None,
+                progress: bool = True, fixed_point_iters: int = 0) -> dict:
+    """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
+
+    ``z(alpha) = (1 - alpha) z_a + alpha z_b`` and ``x_T(alpha) = slerp(x_T_a, x_T_b, alpha)`` for
+    ``alpha = linspace(0, 1, n_steps)`` (the study: 10 steps); the first and last images are
+    the DDIM reconstructions of the inputs.
+
+    Args:
+        model: a :class:`usdiff.model.DiffAE`.
+        x_a, x_b: one image each, ``(1, 1, H, W)`` / ``(1, H, W)`` / ``(H, W)`` in [-1, 1].
+        n_steps: number of images on the path (>= 2).
+        x_T: None: DDIM inversion of each input with its own ``z_sem`` (`encode_steps`);
+            ``"random"``: two Gaussian ``x_T`` (from `generator`); or a ``(2, 1, H, W)`` tensor.
+        batch_size: decode this many at once (default: all).
+        fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
+
+    Returns:
+        dict with ``images`` ``(n_steps, 1, H, W)`` in [-1, 1], ``alphas`` ``(n_steps,)``,
+        ``z`` ``(n_steps, D)`` and ``x_T`` ``(n_steps, 1, H, W)``.
+    """
+    if not isinstance(n_steps, int) or n_steps < 2:
+        raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
+    device = _model_device(model)
+    x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
+    z = model.encode(x)
+    if x_T is None:
+        xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
+                                     fixed_point_iters=fixed_point_iters)
+    elif isinstance(x_T, str):
+        if x_T != "random":
+            raise ValueError(f"x_T must be None, 'random' or a (2, C, H, W) tensor, got {x_T!r}")
+        xt = torch.randn(x.shape, generator=generator).to(device=device, dtype=x.dtype)
+    else:
+        if tuple(x_T.shape) != tuple(x.shape):
+            raise ValueError(f"x_T must have shape {tuple(x.shape)}, got {tuple(x_T.shape)}")
+        xt = x_T.to(device=device, dtype=x.dtype)
+    alphas = torch.linspace(0, 1, n_steps, dtype=torch.float64)
+    a = alphas.to(device=device, dtype=z.dtype)
+    z_path = lerp(z[:1].expand(n_steps, -1), z[1:].expand(n_steps, -1), a)
+    xt_path = slerp(xt[:1].expand(n_steps, *xt.shape[1:]), xt[1:].expand(n_steps, *xt.shape[1:]), a)
+    images = _decode_batched(model, xt_path, z_path, decode_steps, batch_size, progress, "interpolate")
+    return {"images": images, "alphas": alphas.float(), "z": z_path, "x_T": xt_path}
+
+
