@@ -1,0 +1,227 @@
+"""The downstream test: does (translated) simulation train a segmenter that works on real ultrasound?
+
+The same small segmentation network (:class:`usdiff.metrics.critics.AnatomySegmenter`), with the same
+budget and seed, is trained on each training set and tested on the same held-out *real-like* test
+images against their label maps:
+
+* ``sim``: simulated images + their labels (the lower bound: the domain gap);
+* ``sim+aug``: the same with ultrasound-like appearance augmentation (multiplicative speckle,
+  blur, gain, gamma, additive noise): what users would try first, without a generative model;
+* one set per translation method: translated simulated images + the *simulated* labels;
+* ``real``: real-like images + labels (the upper bound; in practice the data one does not have).
+
+The pairing of the built-in data set is used only to test (a real-like test image and its label
+map); no training set contains both twins of a phantom unless it is built so on purpose.
+
+Scores per test image: Dice of every tissue that occurs (:func:`usdiff.metrics.critics.dice_per_class`),
+their mean over the foreground tissues of that image, and the aorta's Dice; each set's scores come
+with a bootstrap 95 % interval over the test images and the ratio to the ``real`` set.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
+from .metrics.critic_training import train_segmenter
+from .metrics.critics import dice_per_class
+
+__all__ = ["speckle_augment", "bootstrap_ci", "image_scores", "train_and_test", "downstream_study",
+           "downstream_table", "REPORT_KEYS"]
+
+REPORT_KEYS = ("dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real", "dice", "n_train",
+               "seconds")
+
+
+def speckle_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Ultrasound-like appearance changes of images ``(B, 1, H, W)`` in [-1, 1], drawn per image.
+
+    Multiplicative speckle: intensity times a unit-mean Rayleigh field (the envelope statistics of
+    fully developed speckle) low-passed to a grain of 1-2 px, mixed in at a random strength; then
+    Gaussian blur, gain U(0.7, 1.3), gamma U(0.7, 1.4) and additive noise (std up to 0.05).
+    """
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise ValueError(f"x must be (B, 1, H, W), got shape {tuple(x.shape)}")
+    b = len(x)
+
+    def u(lo, hi):
+        return lo + (hi - lo) * torch.rand((b, 1, 1, 1), generator=generator)
+
+    y = ((x + 1) / 2).clamp(0, 1)
+    # Rayleigh envelope: |complex Gaussian|, mean sqrt(pi / 2) sigma -> divided to unit mean
+    re, im = torch.randn(x.shape, generator=generator), torch.randn(x.shape, generator=generator)
+    rayleigh = torch.sqrt(re ** 2 + im ** 2) / math.sqrt(math.pi / 2)
+    rayleigh = F.avg_pool2d(F.pad(rayleigh, (1, 1, 1, 1), mode="replicate"), 3, stride=1) if x.shape[-1] > 32 else rayleigh
+    rayleigh = rayleigh / rayleigh.mean(dim=(2, 3), keepdim=True)
+    y = y * (1 + u(0.2, 0.8) * (rayleigh - 1))
+    sigma = float(u(0.3, 1.2)[0])
+    radius = max(1, math.ceil(2 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
+    k = (k / k.sum()).to(y.dtype)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    y = (y.clamp(0, 1) ** u(0.7, 1.4)) * u(0.7, 1.3)
+    y = y + torch.randn(y.shape, generator=generator) * u(0.0, 0.05)
+    return y.clamp(0, 1) * 2 - 1
+
+
+def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (NaNs dropped), resampling them with replacement."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return (float("nan"), float("nan"))
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def image_scores(pred, target) -> dict:
+    """Per test image: ``dice`` ``(N, C)`` (NaN: tissue absent from both), ``mean`` ``(N,)`` over the
+    foreground tissues present, ``aorta`` ``(N,)`` (NaN where no aorta is in either map)."""
+    per = dice_per_class(pred, target, NUM_LABELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(per[:, 1:], axis=1)
+    return {"dice": per, "mean": mean, "aorta": per[:, AORTA]}
+
+
+def _nanmean(v) -> float:
+    v = np.asarray(v, np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+@torch.no_grad()
+def _predict(model, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]).numpy()
+
+
+def train_and_test(train_images, train_labels, test_images, test_labels, steps: int = 600, batch_size: int = 32,
+                   seed: int = 0, width: int = 16, progress: bool = False, desc: str = "segmenter") -> dict:
+    """Train one segmenter (no appearance augmentation inside: a training set brings its own) and test it.
+
+    Returns ``{"scores": image_scores(...), "pred": (N, H, W), "log": TrainLog}``.
+    """
+    train_images, test_images = torch.as_tensor(train_images).float(), torch.as_tensor(test_images).float()
+    if train_images.shape[-2:] != test_images.shape[-2:]:
+        raise ValueError(f"train and test images differ in size: {tuple(train_images.shape[-2:])} vs "
+                         f"{tuple(test_images.shape[-2:])}")
+    size = train_images.shape[-1]
+    model, log = train_segmenter(train_images, torch.as_tensor(np.asarray(train_labels)), size, steps=steps,
+                                 batch_size=batch_size, width=width, seed=seed, augment_images=False,
+                                 progress=progress, desc=desc)
+    pred = _predict(model, test_images)
+    return {"scores": image_scores(pred, np.asarray(test_labels)), "pred": pred, "log": log, "model": model}
+
+
+def downstream_study(training_sets: Mapping[str, tuple], test_images, test_labels, steps: int = 600,
+                     batch_size: int = 32, seed: int = 0, reference: str = "real", n_boot: int = 2000,
+                     progress: bool = True) -> dict:
+    """Train and test one segmenter per training set; a report per set.
+
+    Args:
+        training_sets: name -> ``(images (N, 1, S, S) in [-1, 1], label maps (N, S, S))``.
+        test_images, test_labels: the held-out real-like test set.
+        reference: the set whose mean Dice the others are divided by (``ratio_to_real``).
+
+    Returns:
+        name -> ``{"dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real",
+        "dice" (per tissue), "n_train", "seconds", "per_image_mean", "pred"}``.
+    """
+    if not training_sets:
+        raise ValueError("training_sets is empty")
+    for name, pair in training_sets.items():
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2 or len(pair[0]) != len(pair[1]) or len(pair[0]) == 0:
+            raise ValueError(f"training_sets[{name!r}] must be a non-empty (images, labels) pair of equal length")
+    out = {}
+    for name, (images, labels) in tqdm(list(training_sets.items()), desc="downstream", disable=not progress):
+        res = train_and_test(images, labels, test_images, test_labels, steps=steps, batch_size=batch_size, seed=seed,
+                             desc=f"train on {name}", progress=progress)
+        s = res["scores"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_class = np.nanmean(s["dice"], axis=0)
+        out[name] = {
+            "dice_mean": _nanmean(s["mean"]), "dice_mean_ci": bootstrap_ci(s["mean"], n_boot, seed=seed),
+            "dice_aorta": _nanmean(s["aorta"]), "dice_aorta_ci": bootstrap_ci(s["aorta"], n_boot, seed=seed),
+            "dice": {LABEL_NAMES[c]: float(per_class[c]) for c in range(1, NUM_LABELS) if np.isfinite(per_class[c])},
+            "n_train": len(images), "seconds": float(res["log"]["seconds"]),
+            "per_image_mean": s["mean"], "pred": res["pred"],
+        }
+    if reference in out:
+        ref = out[reference]["dice_mean"]
+        for r in out.values():
+            r["ratio_to_real"] = r["dice_mean"] / ref if ref > 0 else float("nan")
+    return out
+
+
+def downstream_table(report: Mapping[str, dict]) -> str:
+    """The report as aligned text: mean Dice [95 % CI], aorta Dice [CI], ratio to the reference set."""
+    lines = [f"{'training set':<22s} {'mean Dice [95 % CI]':>24s} {'aorta Dice [95 % CI]':>24s} {'ratio':>6s}"]
+    for name, r in report.items():
+        lo, hi = r["dice_mean_ci"]
+        alo, ahi = r["dice_aorta_ci"]
+        lines.append(f"{name:<22s} {r['dice_mean']:>7.3f} [{lo:.3f}, {hi:.3f}]  {r['dice_aorta']:>7.3f} "
+                     f"[{alo:.3f}, {ahi:.3f}]  {r.get('ratio_to_real', float('nan')):>6.2f}")
+    return "\n".join(lines)
+
+
+def translate_images(method, model, images: torch.Tensor, labels=None, batch_size: int = 32, seed: int = 0,
+                     progress: bool = False) -> torch.Tensor:
+    """`images` translated by a fitted method in batches (labels passed to methods that use them)."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in tqdm(range(0, len(images), batch_size), desc=f"translate ({method.name})", disable=not progress,
+                  leave=False):
+        extra = {"labels": labels[i:i + batch_size]} if method.name == "guided" else {}
+        out.append(method.translate(model, images[i:i + batch_size], generator=g, **extra).cpu())
+    return torch.cat(out)
+
+
+def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), n_train: int = 400,
+                   n_test: int = 300, steps: int = 600, seed: int = 0, augmentation: bool = True,
+                   device=None, progress: bool = True) -> dict:
+    """The whole study on the built-in data set (what ``usdiff downstream`` runs).
+
+    The first `n_train` phantoms of the train split give the ``sim`` and ``real`` sets (the same
+    anatomy in both, so only the appearance differs), ``sim+aug`` (:func:`speckle_augment`, one draw per
+    image) and one set per method in `methods` (the sim images translated by the fitted method kept
+    beside `ckpt`, see :func:`usdiff.translate.resolve_method`, with the *sim* labels). The first
+    `n_test` phantoms of the test split give the real-like test images.
+    """
+    from .metrics.critic_training import load_builtin_arrays
+    from .translate import resolve_method
+    from .translate.classifier import _load_model
+    from .utils import get_device
+
+    for name, value in (("n_train", n_train), ("n_test", n_test), ("steps", steps)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    device = get_device(device)
+    model = _load_model(ckpt, device) if ckpt is not None else None
+    size = model.config.image_size if model is not None else 64
+    train = load_builtin_arrays(data_dir, "train", size, n=n_train, progress=progress)
+    test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=n_test, progress=progress)
+    sets = {"sim": (train["sim"], train["labels"])}
+    if augmentation:
+        sets["sim+aug"] = (speckle_augment(train["sim"], torch.Generator().manual_seed(seed)), train["labels"])
+    for name in methods:
+        if name != "cyclegan" and model is None:
+            raise ValueError(f"method {name!r} needs the DiffAE checkpoint (ckpt=, CLI --ckpt)")
+        method = resolve_method(name, ckpt, seed=seed, device=device, progress=progress)
+        images = translate_images(method, model, train["sim"].to(device), labels=train["labels"].numpy(), seed=seed,
+                                  progress=progress)
+        sets[f"translated ({name})"] = (images, train["labels"])
+    sets["real"] = (train["real"], train["labels"])
+    return downstream_study(sets, test["real"], test["labels"].numpy(), steps=steps, seed=seed, progress=progress)
