@@ -48,6 +48,10 @@ __all__ = [
     "sweep_metrics",
     "nearest_domain",
     "plot_strip",
+    "translate_batches",
+    "knob_sweep",
+    "pick_balanced",
+    "translation_verdicts",
     "interpolation_widget",
     "manipulation_widget",
 ]
@@ -89,6 +93,73 @@ def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int
     mse = torch.cat(mse)
     return {"mse": mse, "psnr": 10 * torch.log10(4.0 / mse), "unet_calls": len(calls) / len(batches),
             "seconds": time.perf_counter() - start}
+
+
+# ---- translation methods -------------------------------------------------------------------------
+
+def translate_batches(method, model, x, labels=None, batch_size: int = 32, seed: int = 0,
+                      progress: bool = False) -> torch.Tensor:
+    """`x` ``(N, 1, H, W)`` translated by a fitted method in batches (CPU result); `labels` go to the
+    methods that use them (guided). The noise of stochastic methods comes from one generator seeded `seed`."""
+    g = torch.Generator().manual_seed(seed)
+    device = _model_device(model) if model is not None else torch.device("cpu")
+    out = []
+    for i in tqdm(range(0, len(x), batch_size), desc=f"translate ({method.name})", disable=not progress, leave=False):
+        extra = {"labels": np.asarray(labels[i:i + batch_size])} if method.name == "guided" else {}
+        out.append(method.translate(model, x[i:i + batch_size].to(device), generator=g, **extra).cpu())
+    return torch.cat(out)
+
+
+def knob_sweep(method, model, knob: str, values: Sequence, x, labels, critics, seed: int = 0,
+               progress: bool = True) -> dict:
+    """Translate `x` (simulated, [-1, 1]) with `method` at each value of one knob; score every result
+    with the independent critics: mean ``p_real``, segmenter ``dice_mean`` / ``dice_aorta`` against
+    the sources' `labels`, ``one_aorta_rate``. Returns lists per score plus ``values`` and ``images``."""
+    out = {"values": list(values), "p_real": [], "dice_mean": [], "dice_aorta": [], "one_aorta_rate": [], "images": []}
+    for v in tqdm(list(values), desc=f"{method.name}: {knob}", disable=not progress):
+        y = translate_batches(method.with_knobs(**{knob: v}), model, x, labels=labels, seed=seed)
+        scores = critics.anatomy_scores(y, labels, value_range=(-1.0, 1.0))
+        out["p_real"].append(float(critics.p_real(y, value_range=(-1.0, 1.0)).mean()))
+        for k in ("dice_mean", "dice_aorta", "one_aorta_rate"):
+            out[k].append(float(scores[k]))
+        out["images"].append(y)
+    return out
+
+
+def pick_balanced(p_real: Sequence[float], dice_aorta: Sequence[float], dice_ref: float) -> int:
+    """Index of the setting that maximises ``min(P(real), aorta Dice / dice_ref)``: realness and kept
+    anatomy weighted alike, neither bought with the other (ties: the first, i.e. the gentler setting)."""
+    if len(p_real) != len(dice_aorta) or not len(p_real):
+        raise ValueError("p_real and dice_aorta must be non-empty and of equal length")
+    if not dice_ref > 0:
+        raise ValueError(f"dice_ref must be > 0, got {dice_ref}")
+    score = np.minimum(np.asarray(p_real, float), np.asarray(dice_aorta, float) / dice_ref)
+    return int(np.argmax(score))
+
+
+def translation_verdicts(rows: Mapping[str, dict], sim_row: str, methods: Sequence[str]) -> dict[str, dict]:
+    """For each method row of a :func:`~usdiff.metrics.judge.judge_rows` table, compared with the
+    untranslated simulated images (`sim_row`):
+
+    * ``looks_real``: the domain critic's mean P(real) >= 0.5;
+    * ``closer``: FD-US to the real-like set below that of the untranslated simulation;
+    * ``indistinguishable``: the C2ST 95 % interval contains 0.5;
+    * ``anatomy_kept``: aorta Dice and one-aorta rate at least 0.9 x those of the untranslated images
+      (the segmenter's own level on simulation, so its domain gap is not counted against a method).
+    """
+    sim = rows[sim_row]
+    out = {}
+    for name in methods:
+        r = rows[name]
+        lo, hi = r["c2st_ci"]
+        out[name] = {
+            "looks_real": r["p_real_mean"] >= 0.5,
+            "closer": r["fd"] < sim["fd"],
+            "indistinguishable": lo <= 0.5 <= hi,
+            "anatomy_kept": (r["dice_aorta"] >= 0.9 * sim["dice_aorta"]
+                             and r["one_aorta_rate"] >= 0.9 * sim["one_aorta_rate"]),
+        }
+    return out
 
 
 # ---- anatomy -------------------------------------------------------------------------------------

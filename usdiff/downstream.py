@@ -177,18 +177,6 @@ def downstream_table(report: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def translate_images(method, model, images: torch.Tensor, labels=None, batch_size: int = 32, seed: int = 0,
-                     progress: bool = False) -> torch.Tensor:
-    """`images` translated by a fitted method in batches (labels passed to methods that use them)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for i in tqdm(range(0, len(images), batch_size), desc=f"translate ({method.name})", disable=not progress,
-                  leave=False):
-        extra = {"labels": labels[i:i + batch_size]} if method.name == "guided" else {}
-        out.append(method.translate(model, images[i:i + batch_size], generator=g, **extra).cpu())
-    return torch.cat(out)
-
-
 def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), n_train: int = 400,
                    n_test: int = 300, steps: int = 600, seed: int = 0, augmentation: bool = True,
                    device=None, progress: bool = True) -> dict:
@@ -200,6 +188,7 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
     beside `ckpt`, see :func:`usdiff.translate.resolve_method`, with the *sim* labels). The first
     `n_test` phantoms of the test split give the real-like test images.
     """
+    from .analysis import translate_batches
     from .metrics.critic_training import load_builtin_arrays
     from .translate import resolve_method
     from .translate.classifier import _load_model
@@ -220,8 +209,8 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
         if name != "cyclegan" and model is None:
             raise ValueError(f"method {name!r} needs the DiffAE checkpoint (ckpt=, CLI --ckpt)")
         method = resolve_method(name, ckpt, seed=seed, device=device, progress=progress)
-        images = translate_images(method, model, train["sim"].to(device), labels=train["labels"].numpy(), seed=seed,
-                                  progress=progress)
+        images = translate_batches(method, model, train["sim"], labels=train["labels"].numpy(), seed=seed,
+                                   progress=progress)
         sets[f"translated ({name})"] = (images, train["labels"])
     sets["real"] = (train["real"], train["labels"])
     return downstream_study(sets, test["real"], test["labels"].numpy(), steps=steps, seed=seed, progress=progress)

@@ -121,6 +121,13 @@ class Translator:
         knobs = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({knobs})"
 
+    def with_knobs(self, **knobs) -> Translator:
+        """A copy of this (fitted) method with some knobs changed; the fitted state is shared, not refitted."""
+        other = get_method(self.name, **{**self._params, **knobs})
+        for k in self._fitted_keys():
+            setattr(other, k, getattr(self, k))
+        return other
+
     def state_dict(self) -> dict:
         """Fitted arrays (name -> tensor or plain value)."""
         return {k: getattr(self, k) for k in self._fitted_keys()}

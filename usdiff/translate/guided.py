@@ -44,7 +44,7 @@ class GuidedTranslator(SDEditTranslator):
 
     Args:
         scale: guidance step (0 = plain :class:`SDEditTranslator`).
-        guide_steps: training steps of the guide segmenter in :meth:`fit`.
+        guide_steps, guide_width: training steps and width of the guide segmenter trained in :meth:`fit`.
         t0, steps, ilvr, ilvr_until, strength, reg: as :class:`SDEditTranslator`.
 
     ``translate`` needs ``labels`` ``(B, H, W)`` (the label maps of the simulated inputs).
@@ -52,15 +52,18 @@ class GuidedTranslator(SDEditTranslator):
 
     name = "guided"
 
-    def __init__(self, scale: float = 1.0, guide_steps: int = 1500, t0: float = 0.5, steps: int = 50,
+    def __init__(self, scale: float = 1.0, guide_steps: int = 600, guide_width: int = 8, t0: float = 0.5,
+                 steps: int = 50,
                  ilvr: int | None = None, ilvr_until: float = 0.0, strength: float = 1.0, reg: float = 1e-3):
         super().__init__(t0=t0, steps=steps, ilvr=ilvr, ilvr_until=ilvr_until, strength=strength, reg=reg)
         if not np.isfinite(scale) or scale < 0:
             raise ValueError(f"scale must be a finite number >= 0, got {scale}")
         if not isinstance(guide_steps, int) or guide_steps < 1:
             raise ValueError(f"guide_steps must be a positive int, got {guide_steps!r}")
-        self.scale, self.guide_steps = float(scale), guide_steps
-        self._params.update(scale=self.scale, guide_steps=guide_steps)
+        if not isinstance(guide_width, int) or guide_width < 1:
+            raise ValueError(f"guide_width must be a positive int, got {guide_width!r}")
+        self.scale, self.guide_steps, self.guide_width = float(scale), guide_steps, guide_width
+        self._params.update(scale=self.scale, guide_steps=guide_steps, guide_width=guide_width)
         self.guide_ = None
 
     def _fitted_keys(self):
@@ -71,9 +74,14 @@ class GuidedTranslator(SDEditTranslator):
         if sim_labels is None:
             raise ValueError("the guided method trains its guide on the simulated images' label maps: pass sim_labels=")
         super().fit(model, sim, real, batch_size=batch_size, progress=progress)
+        return self.fit_guide(sim, sim_labels, progress=progress)
+
+    def fit_guide(self, sim, sim_labels, progress: bool = False) -> GuidedTranslator:
+        """Train the guide segmenter on simulated images ``(N, 1, S, S)`` and their label maps ``(N, S, S)``."""
         sim = check_images(sim, "sim")
         labels = torch.as_tensor(np.asarray(sim_labels)).long()
         self.guide_, _ = train_segmenter(sim, labels, size=sim.shape[-1], steps=self.guide_steps, seed=1,
+                                         width=self.guide_width,
                                          progress=progress, desc="guide segmenter")
         return self
 
