@@ -142,7 +142,7 @@ def translation_verdicts(rows: Mapping[str, dict], sim_row: str, methods: Sequen
     untranslated simulated images (`sim_row`):
 
     * ``looks_real``: the domain critic's mean P(real) >= 0.5;
-    * ``closer``: FD-US to the real-like set below that of the untranslated simulation;
+    * ``halves_gap``: FD-US to the real-like set at most half that of the untranslated simulation;
     * ``indistinguishable``: the C2ST 95 % interval contains 0.5;
     * ``anatomy_kept``: aorta Dice and one-aorta rate at least 0.9 x those of the untranslated images
       (the segmenter's own level on simulation, so its domain gap is not counted against a method).
@@ -154,7 +154,7 @@ def translation_verdicts(rows: Mapping[str, dict], sim_row: str, methods: Sequen
         lo, hi = r["c2st_ci"]
         out[name] = {
             "looks_real": r["p_real_mean"] >= 0.5,
-            "closer": r["fd"] < sim["fd"],
+            "halves_gap": r["fd"] <= 0.5 * sim["fd"],
             "indistinguishable": lo <= 0.5 <= hi,
             "anatomy_kept": (r["dice_aorta"] >= 0.9 * sim["dice_aorta"]
                              and r["one_aorta_rate"] >= 0.9 * sim["one_aorta_rate"]),
