@@ -8,8 +8,11 @@ def test_parser_knows_every_command():
     args = parser.parse_args(["train", "--config", "paper", "--data", "d", "--out", "r", "--resume"])
     assert (args.config, args.resume) == ("paper", True)
     args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--loss", "mse"])
-    assert (args.method, args.loss, args.alpha) == ("classifier", "mse", 0.3)
-    assert (args.encode_steps, args.decode_steps, args.fixed_point_iters) == (100, 100, 0)
+    assert (args.method, args.loss, args.alpha) == ("classifier", "mse", None)   # None: the method's own default
+    assert (args.encode_steps, args.decode_steps, args.fixed_point_iters) == (None, None, None)
+    args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "sdedit",
+                              "--t0", "0.4", "--ilvr", "8"])
+    assert (args.method, args.t0, args.ilvr) == ("sdedit", 0.4, 8)
     args = parser.parse_args(["reconstruct", "--ckpt", "c", "--images", "i", "--out", "o", "--fixed-point-iters", "5"])
     assert args.fixed_point_iters == 5
     args = parser.parse_args(["fid", "--real", "a", "--fake", "b"])
@@ -35,3 +38,17 @@ def test_missing_checkpoint_is_a_clean_error(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("usdiff reconstruct: error:") and "nope.pt" in err
+
+
+def test_translate_names_the_method_choices_and_refuses_foreign_knobs(capsys, tmp_path):
+    from usdiff.cli import METHOD_KNOBS
+    from usdiff.translate import METHODS
+
+    assert sorted(METHOD_KNOBS) == sorted(METHODS)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "pix2pix"])
+    assert "invalid choice: 'pix2pix'" in capsys.readouterr().err
+    rc = main(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "transport", "--t0", "0.5"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--t0 do(es) not apply to --method transport (it takes: --strength, --encode-steps, --decode-steps)" in err

@@ -115,8 +115,22 @@ def test_direction_fit_then_translate_uses_it_by_default(world, tmp_path):
     ok(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data", "--out", world / "run" / "ckpt_direction.pt"))
     res = ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "t",
                     "--encode-steps", 2, "--decode-steps", 2))
-    assert "wrote 5 translated images" in res.stdout
+    assert "wrote 5 images translated with ClassifierTranslator(loss='bce', alpha=0.3" in res.stdout
     assert len(list((tmp_path / "t").iterdir())) == 5
+    # another method, fitted on the data set, saved, then used from the saved file
+    fitted = tmp_path / "sdedit.pt"
+    res = ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "s1", "--method",
+                    "sdedit", "--t0", 0.3, "--steps", 10, "--data", world / "data", "--save-fitted", fitted))
+    assert "SDEditTranslator(t0=0.3, steps=10" in res.stdout and fitted.is_file()
+    ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "s2", "--method",
+              "sdedit", "--fitted", fitted, "--seed", 0))
+    same = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "s1").iterdir())]
+    again = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "s2").iterdir())]
+    assert all(np.array_equal(a, b) for a, b in zip(same, again))   # same fit, same knobs, same seed
+    one_line_error(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "s3",
+                          "--method", "transport", "--fitted", fitted), "holds a fitted 'sdedit' method, not 'transport'")
+    one_line_error(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "s4",
+                          "--method", "guided"), "no fitted 'guided' method")
     one_line_error(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data",
                           "--out", world / "run" / "ckpt_direction.pt"), "exists")
 
