@@ -122,8 +122,10 @@ def _downstream(args):
     from .downstream import downstream_table, run_downstream
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
+    steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
     report = run_downstream(data, args.ckpt, methods=args.methods, n_train=args.n_train, n_test=args.n_test,
                             steps=args.steps, seed=args.seed, augmentation=not args.no_augmentation, width=args.width,
+                            knobs={"classifier": steps_each_way, "transport": steps_each_way},
                             device=args.device, progress=not args.json)
     if args.json:
         keys = ("dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real", "dice", "n_train")
@@ -369,9 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DiffAE checkpoint; its fitted methods are looked up beside it")
     p.add_argument("--methods", nargs="*", default=["classifier", "sdedit", "cyclegan"], choices=list(METHOD_KNOBS),
                    help="translation methods whose translated simulation is a training set")
-    p.add_argument("--n-train", type=int, default=300, help="training phantoms per set")
+    p.add_argument("--n-train", type=int, default=200, help="training phantoms per set")
     p.add_argument("--n-test", type=int, default=300, help="held-out real-like test images")
-    p.add_argument("--steps", type=int, default=500, help="training steps of every segmenter (batch 32)")
+    p.add_argument("--steps", type=int, default=300, help="training steps of every segmenter (batch 32)")
+    p.add_argument("--translate-steps", type=int, default=20,
+                   help="DDIM steps each way of the classifier and transport methods (their own default: 100)")
     p.add_argument("--width", type=int, default=8, help="channels of the segmenter's first level")
     p.add_argument("--no-augmentation", action="store_true", help="leave out the sim+aug baseline")
     seed_arg(p, "seed of the segmenters, the augmentation and the translation noise")

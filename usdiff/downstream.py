@@ -178,8 +178,8 @@ def downstream_table(report: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), n_train: int = 300,
-                   n_test: int = 300, steps: int = 500, seed: int = 0, augmentation: bool = True, width: int = 8,
+def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), n_train: int = 200,
+                   n_test: int = 300, steps: int = 300, seed: int = 0, augmentation: bool = True, width: int = 8,
                    knobs: Mapping[str, dict] | None = None, device=None, progress: bool = True) -> dict:
     """The whole study on the built-in data set (what ``usdiff downstream`` runs).
 
