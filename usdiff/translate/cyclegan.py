@@ -175,25 +175,29 @@ class CycleGANTranslator(Translator):
         self._params = dict(steps=steps, batch_size=batch_size, width=width, blocks=blocks, lambda_cyc=lambda_cyc,
                             lambda_id=lambda_id, minutes=minutes)
         self.generator_ = None
+        self.size_ = None      # side of the training images: what translate_folder resizes inputs to
         self.log_ = None
 
     def _fitted_keys(self):
-        return ("generator_",)
+        return ("generator_", "size_")
 
     def fit(self, model, sim, real, batch_size: int = 64, progress: bool = False, seed: int = 0) -> CycleGANTranslator:
         """Train on unpaired images (`model` is unused: the baseline has no DiffAE)."""
         self.generator_, self.log_ = train_cyclegan(sim, real, seed=seed, progress=progress, **self._params)
+        self.size_ = int(check_images(sim, "sim").shape[-1])
         return self
 
     def state_dict(self) -> dict:
         self._check_fitted()
-        return {"generator_": {k: v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()}}
+        return {"generator_": {k: v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()},
+                "size_": self.size_}
 
     def load_state_dict(self, state: dict) -> CycleGANTranslator:
         p = self._params
         self.generator_ = ResnetGenerator(p["width"], p["blocks"])
         self.generator_.load_state_dict(state["generator_"])
         self.generator_.eval()
+        self.size_ = int(state["size_"])
         return self
 
     @torch.no_grad()

@@ -156,7 +156,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
         model = _load_model(model, device)
         size = model.config.image_size
     else:
-        model, size = None, _generator_size(method)
+        model, size = None, method.size_
     dataset = open_image_folder(images_dir, size, fit, domain="sim")   # lists, validates, [-1, 1]
     files = list(dataset.files)
     names = output_names(files)
@@ -178,10 +178,6 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
         bar.update(len(x))
     bar.close()
     return written
-
-
-def _generator_size(method) -> int:
-    return 64   # the CycleGAN is fully convolutional; it is trained (and run) at the DiffAE's 64 px
 
 
 def _read_labels(labels_dir, files, size: int) -> np.ndarray:
