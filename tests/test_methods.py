@@ -217,3 +217,55 @@ def test_methods_are_chosen_by_name_with_their_knobs(codes, tmp_path, model):
         load_method(tmp_path / "bad.pt")
     with pytest.raises(ValueError, match=r"x is \(16, 16\) px but the model works at 32 px"):
         fitted.translate(model, torch.zeros(1, 1, 16, 16))
+
+
+# ---- properties every method shares --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def fitted_methods(model, codes):
+    sim, real = images(8, seed=11), images(8, seed=12)
+    guide = AnatomySegmenter(SIZE, width=4, num_classes=11).eval()
+    out = {
+        "classifier": get_method("classifier", alpha=0.5, encode_steps=3, decode_steps=3),
+        "transport": get_method("transport", encode_steps=3, decode_steps=3).fit_codes(*codes),
+        "sdedit": get_method("sdedit", t0=0.4, steps=10).fit_codes(*codes),
+        "guided": get_method("guided", t0=0.4, steps=10, scale=1.0).fit_codes(*codes),
+        "cyclegan": get_method("cyclegan", steps=2, batch_size=2, width=4, blocks=1).fit(None, sim, real),
+    }
+    from usdiff.latent import LinearClassifier
+
+    y = np.repeat([0, 1], [len(codes[0]), len(codes[1])])
+    out["classifier"].classifier_ = LinearClassifier(lr=1e-2, epochs=2, device="cpu").fit(
+        np.concatenate(codes), y, progress=False)
+    out["guided"].guide_ = guide
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_every_method_keeps_shape_and_range_and_is_deterministic_per_seed(name, fitted_methods, model):
+    m = fitted_methods[name]
+    x = images(3, seed=7)
+    labels = np.zeros((3, SIZE, SIZE), np.int64)
+    run = lambda seed: m.translate(model, x, generator=torch.Generator().manual_seed(seed), labels=labels)  # noqa: E731
+    a, b = run(0), run(0)
+    assert a.shape == x.shape and a.dtype == torch.float32 and a.min() >= -1 and a.max() <= 1
+    torch.testing.assert_close(a, b)
+    if name in ("sdedit", "guided"):          # stochastic: another seed, another image
+        assert (run(1) - a).abs().mean() > 0
+
+
+def test_sdedit_from_almost_no_noise_is_almost_the_identity(model, codes):
+    x = images(2, seed=8)
+    m = SDEditTranslator(t0=0.001, steps=50, strength=1.0).fit_codes(*codes)
+    out = m.translate(model, x, generator=torch.Generator().manual_seed(0))
+    assert float((out - x).abs().mean()) < 0.02
+
+
+def test_transport_fit_ignores_the_order_of_the_sets(codes):
+    """No pairing can leak into the fit: shuffling the real codes (or the sim codes) gives the same map."""
+    z_sim, z_real = codes
+    perm = np.random.default_rng(0).permutation(len(z_real))
+    a = TransportTranslator().fit_codes(z_sim, z_real)
+    b = TransportTranslator().fit_codes(z_sim[::-1], z_real[perm])
+    np.testing.assert_allclose(a.transport_["A"], b.transport_["A"], atol=1e-9)
+    np.testing.assert_allclose(a.move(z_sim), b.move(z_sim), atol=1e-9)

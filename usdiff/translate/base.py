@@ -96,8 +96,11 @@ class Translator:
     # ---- translating -----------------------------------------------------------------------------
 
     def translate(self, model, x: torch.Tensor, generator: torch.Generator | None = None,
-                  progress: bool = False) -> torch.Tensor:
-        """Simulated images ``(B, 1, H, W)`` in [-1, 1] -> translated images, same shape and range."""
+                  progress: bool = False, labels=None) -> torch.Tensor:
+        """Simulated images ``(B, 1, H, W)`` in [-1, 1] -> translated images, same shape and range.
+
+        `generator` draws the noise of stochastic methods; `labels` ``(B, H, W)`` are the inputs' label
+        maps, read only by methods that use them (guided)."""
         raise NotImplementedError
 
     def _prepare(self, model, x) -> torch.Tensor:

@@ -273,7 +273,7 @@ class ClassifierTranslator(Translator):
         return self
 
     @torch.no_grad()
-    def translate(self, model, x, generator=None, progress: bool = False) -> torch.Tensor:
+    def translate(self, model, x, generator=None, progress: bool = False, labels=None) -> torch.Tensor:
         x = self._prepare(model, x)
         if len(self.classifier_.weight_) != model.config.z_dim:
             raise ValueError(f"the classifier works on {len(self.classifier_.weight_)}-d codes but the model's "
