@@ -269,3 +269,59 @@ def test_transport_fit_ignores_the_order_of_the_sets(codes):
     b = TransportTranslator().fit_codes(z_sim[::-1], z_real[perm])
     np.testing.assert_allclose(a.transport_["A"], b.transport_["A"], atol=1e-9)
     np.testing.assert_allclose(a.move(z_sim), b.move(z_sim), atol=1e-9)
+
+
+# ---- measuring and showing translations ----------------------------------------------------------
+
+def test_liver_speckle_snr_is_mean_over_std_inside_the_eroded_liver():
+    from usdiff.analysis import liver_speckle_snr
+    from usdiff.data.phantom import LIVER
+
+    labels = np.zeros((1, 32, 32), np.int64)
+    labels[0, 4:28, 4:28] = LIVER
+    img = np.full((1, 1, 32, 32), 0.9)
+    checker = (np.arange(32)[:, None] + np.arange(32)[None]).reshape(1, 1, 32, 32) % 2
+    img = np.where(labels[:, None] == LIVER, 0.5 + 0.1 * (2 * checker - 1), img)   # liver: 0.4 / 0.6
+    assert liver_speckle_snr(torch.as_tensor(img), labels, value_range=(0.0, 1.0)) == pytest.approx(5.0)
+    assert np.isnan(liver_speckle_snr(torch.as_tensor(img), np.zeros_like(labels), value_range=(0.0, 1.0)))
+
+
+def test_translation_widget_follows_its_controls(model, fitted_methods):
+    from usdiff.analysis import translation_widget
+
+    class FakeCritics:   # P(real) = mean brightness, Dice from the segmenter-free stand-in
+        def p_real(self, y, value_range):
+            return ((y + 1) / 2).mean(dim=(1, 2, 3)).numpy()
+
+        def anatomy_scores(self, y, labels, value_range):
+            return {"dice_aorta": 0.5}
+
+    methods = {"sdedit": fitted_methods["sdedit"], "cyclegan": fitted_methods["cyclegan"]}
+    x = images(2, seed=3)
+    w = translation_widget(model, methods, {"sdedit": ("t0", [0.2, 0.6])}, x, np.zeros((2, SIZE, SIZE), np.int64),
+                           FakeCritics())
+    assert w.state["method"] == "sdedit" and w.controls["value"].description == "t0"
+    first = w.state["translated"].clone()
+    w.controls["value"].value = 0.6
+    assert w.state["value"] == 0.6 and (w.state["translated"] - first).abs().mean() > 0
+    expected = fitted_methods["sdedit"].with_knobs(t0=0.6).translate(model, x[:1], generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(w.state["translated"], expected)
+    w.controls["method"].value = "cyclegan"
+    assert w.state["method"] == "cyclegan" and w.controls["value"].description == "(none)"
+    w.controls["image"].value = 1
+    torch.testing.assert_close(w.state["translated"], fitted_methods["cyclegan"].translate(None, x[1:2]))
+    with pytest.raises(ValueError, match="at least one fitted method"):
+        translation_widget(model, {}, {}, x, np.zeros((2, SIZE, SIZE)), FakeCritics())
+
+
+def test_pareto_plot_draws_every_curve_and_point():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from usdiff.analysis import plot_pareto
+
+    fig = plot_pareto({"a": {"p_real": [0.1, 0.5], "dice_rel": [1.0, 0.8], "values": [0.2, 0.5], "knob": "t0"},
+                       "b": {"p_real": [0.0], "dice_rel": [0.9], "values": [0.3]}}, points={"test": (0.4, 0.95)})
+    ax = fig.axes[0]
+    assert len(ax.lines) == 2 + 1 + 2          # two curves, one point, two reference lines
+    assert [t.get_text() for t in ax.texts] == ["0.2", "0.5", "0.3"]

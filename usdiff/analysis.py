@@ -52,6 +52,9 @@ __all__ = [
     "knob_sweep",
     "pick_balanced",
     "translation_verdicts",
+    "liver_speckle_snr",
+    "plot_pareto",
+    "translation_widget",
     "interpolation_widget",
     "manipulation_widget",
 ]
@@ -160,6 +163,126 @@ def translation_verdicts(rows: Mapping[str, dict], sim_row: str, methods: Sequen
                              and r["one_aorta_rate"] >= 0.9 * sim["one_aorta_rate"]),
         }
     return out
+
+
+def liver_speckle_snr(images, labels, value_range=(-1.0, 1.0), min_pixels: int = 30) -> float:
+    """Mean over images of the speckle SNR (mean / std of the intensity) inside the liver, eroded by one
+    pixel so that its border does not count; images whose liver keeps fewer than `min_pixels` are skipped
+    (NaN when none is left).
+
+    It is computed on the *displayed* intensity, not on the envelope, so compare it with the same number
+    for real-like images (fully developed speckle gives 1.91 on the envelope, less after log compression)."""
+    from scipy import ndimage
+
+    from .data.phantom import LIVER
+    from .data.render import speckle_snr
+
+    x = _as_batch(images)[:, 0].double().numpy()
+    lo, hi = value_range
+    x = (x - lo) / (hi - lo)
+    labels = np.asarray(labels)
+    values = []
+    for img, lab in zip(x, labels):
+        mask = ndimage.binary_erosion(lab == LIVER)
+        if mask.sum() >= min_pixels:
+            values.append(speckle_snr(img, mask))
+    return float(np.mean(values)) if values else float("nan")
+
+
+def plot_pareto(curves: Mapping[str, Mapping[str, Sequence[float]]], points: Mapping[str, tuple] | None = None,
+                ax=None, title: str = "realism vs anatomy"):
+    """Realism (critic P(real), x) against kept anatomy (aorta Dice relative to the untranslated images, y).
+
+    Args:
+        curves: method -> ``{"p_real": [...], "dice_rel": [...], "values": [...], "knob": name}`` (one
+            curve per method across its knob; each point labelled with its knob value).
+        points: name -> ``(p_real, dice_rel)`` single settings (e.g. the test results), drawn as stars.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.4, 4))
+    for name, c in curves.items():
+        line, = ax.plot(c["p_real"], c["dice_rel"], "o-", ms=4, label=f"{name} ({c.get('knob', 'knob')})")
+        for x, y, v in zip(c["p_real"], c["dice_rel"], c["values"]):
+            ax.annotate(f"{v:g}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6, color=line.get_color())
+    for name, (x, y) in (points or {}).items():
+        ax.plot([x], [y], "*", ms=10, label=name)
+    ax.axvline(0.5, color="gray", lw=0.8, ls=":")
+    ax.axhline(0.9, color="gray", lw=0.8, ls=":")
+    ax.set(xlabel="critic P(real) of the translated images", ylabel="aorta Dice / untranslated", xlim=(-0.02, 1.02),
+           title=title)
+    ax.legend(fontsize=7, loc="lower left")
+    return ax.figure
+
+
+def translation_widget(model, methods: Mapping[str, object], knobs: Mapping[str, tuple], images, labels, critics,
+                       seed: int = 0, draw: bool = True):
+    """Pick a method and an image, slide the method's knob: the translated image redraws with the
+    critic's P(real) and the segmenter's aorta Dice against the source's label map.
+
+    Args:
+        methods: name -> fitted translation method.
+        knobs: name -> ``(knob, values)``: the knob the slider moves and its values (a method missing
+            here has no slider, e.g. the CycleGAN).
+        images: ``(N, 1, H, W)`` simulated images in [-1, 1]; labels: their label maps ``(N, H, W)``.
+
+    Returns:
+        an ``ipywidgets.VBox``; ``.controls`` holds ``method``, ``image`` and ``value``; ``.state`` the
+        last view (``method``, ``image``, ``value``, ``translated``, ``p_real``, ``dice_aorta``).
+    """
+    import ipywidgets as widgets
+
+    from .viz import show_grid
+
+    if not methods:
+        raise ValueError("methods must hold at least one fitted method")
+    images, labels = _as_batch(images), np.asarray(labels)
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError("images and labels must be non-empty and of equal length")
+    first = next(iter(methods))
+    controls = {
+        "method": widgets.Dropdown(options=list(methods), value=first, description="method"),
+        "image": widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
+                                   continuous_update=False),
+        "value": widgets.SelectionSlider(options=[0.0], description="knob", continuous_update=False),
+    }
+    output = widgets.Output()
+    box = widgets.VBox([widgets.HBox([controls["method"], controls["image"]]), controls["value"], output])
+    box.controls, box.state = controls, {}
+
+    def set_knob(_=None):
+        knob, values = knobs.get(controls["method"].value, ("(none)", [0.0]))
+        controls["value"].options = [float(v) for v in values]
+        controls["value"].description = knob
+
+    @torch.no_grad()
+    def redraw(_=None):
+        name, i, v = controls["method"].value, int(controls["image"].value), float(controls["value"].value)
+        knob = knobs.get(name, (None,))[0]
+        method = methods[name].with_knobs(**{knob: v}) if knob else methods[name]
+        y = translate_batches(method, model, images[i:i + 1], labels=labels[i:i + 1], seed=seed)
+        p = float(critics.p_real(y, (-1.0, 1.0))[0])
+        dice = float(critics.anatomy_scores(y, labels[i:i + 1], (-1.0, 1.0))["dice_aorta"])
+        box.state.clear()
+        box.state.update({"method": name, "image": i, "value": v, "translated": y, "p_real": p, "dice_aorta": dice})
+        label = f"{name}" + (f", {knob}={v:g}" if knob else "")
+        fig = show_grid(torch.cat([images[i:i + 1], y]), value_range=(-1, 1), size=2.6,
+                        titles=["simulated source", f"{label}\ncritic P(real)={p:.2f}, aorta Dice={dice:.2f}"])
+        _show(output, fig)
+
+    def on_method(_=None):
+        set_knob()
+        redraw()
+
+    controls["method"].observe(on_method, names="value")
+    controls["image"].observe(redraw, names="value")
+    controls["value"].observe(redraw, names="value")
+    set_knob()
+    box.redraw = redraw
+    if draw:
+        redraw()
+    return box
 
 
 # ---- anatomy -------------------------------------------------------------------------------------
