@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from zmodels import z_dependent
+from zmodels import tiny_z_model
 
 from usdiff.analysis import (
     anatomy_table,
@@ -32,9 +32,7 @@ AORTA = TISSUES["aorta"]
 @pytest.fixture(scope="module")
 def model():
     """A tiny DiffAE whose decoder depends on z_sem (a fresh one ignores it: see tests/zmodels.py)."""
-    cfg, _ = get_config("tiny")
-    torch.manual_seed(0)
-    return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)))
+    return tiny_z_model(SIZE)
 
 
 def images(n, seed=0, size=SIZE):

@@ -1,14 +1,12 @@
 """Translation methods: Gaussian transport in closed form, SDEdit/ILVR properties, guidance, CycleGAN, registry."""
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from zmodels import z_dependent
+from zmodels import tiny_z_model
 
 from usdiff.metrics.critics import AnatomySegmenter
-from usdiff.model import DiffAE, get_config
 from usdiff.translate import (
     METHODS,
     CycleGANTranslator,
@@ -30,9 +28,7 @@ SIZE = 32
 
 @pytest.fixture(scope="module")
 def model():
-    cfg, _ = get_config("tiny")
-    torch.manual_seed(0)
-    return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)))
+    return tiny_z_model(SIZE)
 
 
 def images(n, seed=0):

@@ -1,15 +1,13 @@
 """slerp/lerp identities, interpolation endpoints, manipulation geometry, folder translation."""
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from zmodels import z_dependent
+from zmodels import tiny_z_model
 
 from usdiff.latent import LinearClassifier, ZNormalizer
-from usdiff.model import DiffAE, get_config
 from usdiff.train import save_pretrained
 from usdiff.translate import (
     ClassifierTranslator,
@@ -33,9 +31,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def model():
     """A tiny DiffAE whose decoder depends on z_sem (a fresh one ignores it: see tests/zmodels.py)."""
-    cfg, _ = get_config("tiny")
-    torch.manual_seed(0)
-    return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)))
+    return tiny_z_model(SIZE)
 
 
 def test_the_test_model_uses_z_sem(model):

@@ -16,3 +16,14 @@ def z_dependent(model: nn.Module, seed: int = 0, std: float = 0.05) -> nn.Module
             if p.ndim > 1 and not p.any():
                 p.copy_(torch.randn(p.shape, generator=g) * std)
     return model.eval()
+
+
+def tiny_z_model(size: int = 32, seed: int = 0) -> nn.Module:
+    """The `tiny` DiffAE at `size` px, seeded, with its zero layers re-drawn (`z_dependent`): eval mode."""
+    import dataclasses
+
+    from usdiff.model import DiffAE, get_config
+
+    cfg, _ = get_config("tiny")
+    torch.manual_seed(seed)
+    return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=size)))
