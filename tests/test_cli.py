@@ -8,7 +8,7 @@ def test_parser_knows_every_command():
     args = parser.parse_args(["train", "--config", "paper", "--data", "d", "--out", "r", "--resume"])
     assert (args.config, args.resume) == ("paper", True)
     args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--loss", "mse"])
-    assert (args.method, args.loss, args.alpha) == ("classifier", "mse", None)   # None: the method's own default
+    assert (args.method, args.loss, args.alpha) == ("cyclegan", "mse", None)   # None: the method's own default
     assert (args.encode_steps, args.decode_steps, args.fixed_point_iters) == (None, None, None)
     args = parser.parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "sdedit",
                               "--t0", "0.4", "--ilvr", "8"])

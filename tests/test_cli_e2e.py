@@ -114,7 +114,7 @@ def test_direction_fit_then_translate_uses_it_by_default(world, tmp_path):
     ckpt = world / "run" / "ckpt.pt"
     ok(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data", "--out", world / "run" / "ckpt_direction.pt"))
     res = ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "t",
-                    "--encode-steps", 2, "--decode-steps", 2))
+                    "--method", "classifier", "--encode-steps", 2, "--decode-steps", 2))
     assert "wrote 5 images translated with ClassifierTranslator(loss='bce', alpha=0.3" in res.stdout
     assert len(list((tmp_path / "t").iterdir())) == 5
     # another method, fitted on the data set, saved, then used from the saved file
@@ -139,7 +139,7 @@ def test_broken_files_give_one_clear_line(world, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# not a checkpoint\n")
     one_line_error(usdiff("translate", "--ckpt", readme, "--images", world / "mixed", "--out", tmp_path / "o",
-                          "--data", world / "data"), "README.md is not a usdiff checkpoint")
+                          "--method", "classifier", "--data", world / "data"), "README.md is not a usdiff checkpoint")
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes((world / "run" / "ckpt.pt").read_bytes()[:5000])
     one_line_error(usdiff("reconstruct", "--ckpt", truncated, "--images", world / "mixed", "--out", tmp_path / "o"),

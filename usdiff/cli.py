@@ -329,10 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DiffAE checkpoint (e.g. assets/diffae_tiny.pt); fitted methods are looked up beside it")
     p.add_argument("--images", type=Path, required=True, help="folder of simulated images (any size and mode)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
-    p.add_argument("--method", default="classifier", choices=list(METHOD_KNOBS),
-                   help="classifier: the study's realness direction; transport: optimal transport of z_sem; "
+    p.add_argument("--method", default="cyclegan", choices=list(METHOD_KNOBS),
+                   help="cyclegan (default): the GAN baseline, the best of these on notebook 07's held-out judges "
+                        "and notebook 08's downstream test; classifier: the study's realness direction; transport: optimal transport of z_sem; "
                         "sdedit: noise to t0, decode with the transported z_sem; guided: sdedit steered to the "
-                        "source's label map (needs --labels); cyclegan: the GAN baseline")
+                        "source's label map (needs --labels)")
     p.add_argument("--fitted", "--classifier", type=Path, default=None,
                    help="fitted method file (usdiff direction fit, or --save-fitted); default: NAME_direction.pt "
                         "(classifier) or NAME_<method>.pt beside the checkpoint")
