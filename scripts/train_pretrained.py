@@ -62,9 +62,9 @@ def render_split(split: str, n: int, seed: int, size: int, image_size: int, limi
 
 
 def fit_for_minutes(trainer: Trainer, max_steps: int, minutes: float, snapshots: list[float], t0: float,
-                    chunk: int = 100) -> None:
+                    chunk: int = 25, report_every: int = 100) -> None:
     """Train in chunks of `chunk` steps until `minutes` have passed since `t0` (or `max_steps` are done),
-    writing the EMA weights at each snapshot mark."""
+    writing the EMA weights at each snapshot mark (so a mark is missed by at most one chunk)."""
     pending = sorted(snapshots)
     while trainer.step < max_steps:
         elapsed = (time.perf_counter() - t0) / 60
@@ -74,9 +74,10 @@ def fit_for_minutes(trainer: Trainer, max_steps: int, minutes: float, snapshots:
         if elapsed >= minutes:
             break
         trainer.fit(min(chunk, max_steps - trainer.step))
-        recent = trainer.history[-chunk:]
-        print(f"{(time.perf_counter() - t0) / 60:.1f} min, step {trainer.step}, loss {sum(recent) / len(recent):.4f}",
-              flush=True)
+        if trainer.step % report_every == 0:
+            recent = trainer.history[-report_every:]
+            print(f"{(time.perf_counter() - t0) / 60:.1f} min, step {trainer.step}, loss {sum(recent) / len(recent):.4f}",
+                  flush=True)
 
 
 def main() -> None:
@@ -93,11 +94,13 @@ def main() -> None:
     parser.add_argument("--out", default="runs/pretrained", help="run folder (ckpt.pt, samples/)")
     parser.add_argument("--export", default="assets/diffae_tiny.pt", help="fp16 EMA checkpoint to write")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--eval-n", type=int, default=64, help="held-out test phantoms for the error report")
+    parser.add_argument("--eval-n", type=int, default=64, help="held-out test phantoms for the error report (0: no report)")
     parser.add_argument("--eval-steps", type=int, default=100, help="DDIM steps each way for the error report")
     parser.add_argument("--eval-fixed-point-iters", type=int, default=0,
                         help="also report reconstructions with this fixed-point refinement of the inversion")
     parser.add_argument("--eval-only", action="store_true", help="skip training; report the error of --export")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue OUT/ckpt.pt exactly (--steps stays the total), e.g. to bring two runs to equal steps")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = get_device()
@@ -116,9 +119,11 @@ def main() -> None:
         model = DiffAE.from_config(model_cfg)
         trainer = Trainer(model, torch.utils.data.TensorDataset(x, domain), train_cfg, args.out, device=device,
                           progress=args.minutes is None)
+        if args.resume:
+            trainer.resume()
         t0 = time.perf_counter()
         if args.minutes is None:
-            trainer.fit(args.steps)
+            trainer.fit(max(0, args.steps - trainer.step))
         else:
             fit_for_minutes(trainer, args.steps, args.minutes, args.snapshot_minutes, t0)
         trainer.save()
@@ -127,6 +132,8 @@ def main() -> None:
         print(f"recipe {args.recipe}: trained {trainer.step} steps in {minutes:.1f} min on {device} "
               f"({torch.get_num_threads()} threads); wrote {path}", flush=True)
 
+    if args.eval_n == 0:
+        return
     shipped = load_model(args.export, device=device).float().eval()
     test, test_domain = render_split("test", args.n, args.seed, 128, model_cfg.image_size, limit=args.eval_n)
     for d, name in ((0, "sim"), (1, "real-like")):

@@ -248,6 +248,22 @@ def test_manipulation_widget_redraws_on_every_control(model, classifiers):
     assert lazy.state == {}
 
 
+def test_manipulation_widget_shows_change_twin_and_anatomy(model, classifiers):
+    ims = {"one": images(1, seed=4)[0]}
+    labels = {"one": label_map(12, 16, 3, size=SIZE)}
+    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=0.0, encode_steps=2, decode_steps=2,
+                            twins={"one": images(1, seed=5)[0]}, label_maps=labels)
+    assert w.state["change"] == pytest.approx(0.0, abs=1e-6)          # alpha 0 decodes the reconstruction
+    assert isinstance(w.state["aorta_count"], int) and w.state["dice_aorta"] is None   # no critics given
+    w.controls["alpha"].value = 0.7
+    assert w.state["change"] == pytest.approx(float((w.state["manipulated"] - w.state["recon"]).abs().mean()))
+    assert w.state["change"] > 1e-3
+    with pytest.raises(ValueError, match=r"twins must have an entry for every image; missing: \['one'\]"):
+        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, twins={"two": images(1)[0]})
+    with pytest.raises(ValueError, match="label_maps must have an entry"):
+        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, label_maps={})
+
+
 def _codes(model, x):
     z = model.encode(x)
     return z, model.encode_stochastic(x, z, steps=2)

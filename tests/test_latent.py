@@ -218,5 +218,12 @@ def test_plot_embedding_draws_domains_and_extras():
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == ["real (15)", "simulated (15)", "manipulated"]
     assert len(ax.collections) == 3
+    from matplotlib.colors import to_rgba
+
+    domain_colours = {to_rgba(c) for c in ("tab:orange", "tab:blue")}
+    many = plot_embedding(z, y, extra={f"set {i}": z[:2] for i in range(9)}).axes[0]
+    for placed in many.collections[2:]:                      # no placed set may look like a domain
+        assert to_rgba(placed.get_facecolor()[0]) not in domain_colours
+    assert many.get_legend().get_bbox_to_anchor().x0 > many.get_window_extent().x1 - 1   # beside the axes
     with pytest.raises(ValueError, match="emb must be"):
         plot_embedding(np.zeros((3, 3)), [0, 1, 0])

@@ -169,6 +169,21 @@ def test_guidance_lowers_the_guides_energy(model, codes):
         m.translate(model, x, labels=labels[:1])
 
 
+def test_guided_fit_checks_the_label_maps_before_encoding():
+    class NoEncode:  # fails the test if fit got as far as encoding
+        def __getattr__(self, name):
+            raise AssertionError(f"fit used the model ({name}) before checking the labels")
+
+    sim, real = images(4, seed=1), images(4, seed=2)
+    m = GuidedTranslator(guide_steps=2)
+    with pytest.raises(ValueError, match=r"sim_labels must have shape \(4, 32, 32\).*got \(3, 32, 32\)"):
+        m.fit(NoEncode(), sim, real, sim_labels=np.zeros((3, SIZE, SIZE), np.int64))
+    with pytest.raises(ValueError, match="pass sim_labels="):
+        m.fit(NoEncode(), sim, real)
+    with pytest.raises(ValueError, match="sim_labels must have shape"):
+        m.fit_guide(sim, np.zeros((4, SIZE + 1, SIZE), np.int64))
+
+
 # ---- CycleGAN ------------------------------------------------------------------------------------
 
 def test_cyclegan_is_deterministic_per_seed_and_learns_the_cycle():

@@ -295,3 +295,29 @@ def test_resblock_applies_the_diffae_adaptive_group_norm():
     z_s = block.z_proj(z)[:, :, None, None]
     h = (1 + z_s) * ((1 + t_s) * block.out_norm(block.in_layers(x)) + t_b)   # (1 + z_s)((1 + t_s) GN(h) + t_b)
     assert torch.allclose(block(x, t_emb, z), x + block.out_layers(h), atol=1e-5)
+
+
+def test_decode_trajectory_matches_decode_and_starts_at_the_conditional_mean():
+    # With the exact denoiser of x_0 ~ N(m(z), s^2 I): at t = T (alpha_bar ~ 0) the best guess of x_0 is
+    # m(z) itself, whatever x_T is; the trajectory's last state is decode()'s output and its last guess.
+    torch.manual_seed(0)
+    cfg = small_config(32)
+    sched = DDIMScheduler(cfg.schedule, cfg.T)
+    eps_model = GaussianEps(sched, cfg.z_dim, 32)
+    model = DiffAE(encoder=DiffAE.from_config(cfg).encoder, unet=eps_model, scheduler=sched, config=cfg)
+    z = model.encode(images(2, 32))
+    x_T = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    traj = model.decode_trajectory(x_T, z, steps=10)
+    assert traj["t"].tolist() == sched.set_timesteps(10).tolist() and traj["t"][0] > traj["t"][-1]
+    assert traj["x_t"].shape == (11, 2, 1, 32, 32) and traj["x0"].shape == (10, 2, 1, 32, 32)
+    assert torch.equal(traj["x_t"][0], x_T)
+    assert torch.allclose(traj["x_t"][-1].clamp(-1, 1), model.decode(x_T, z, steps=10), atol=1e-6)
+    assert torch.allclose(traj["x_t"][-1], traj["x0"][-1], atol=1e-6)
+    mean = 0.5 * torch.tanh(eps_model.mean(z)).view(2, 1, 32, 32)
+    # x0_hat is the posterior mean E[x_0 | x_t] = (sqrt(a) s^2 x_t + (1 - a) m) / (a s^2 + 1 - a)
+    a, s2 = float(sched.alphas_cumprod[traj["t"][0]]), eps_model.s ** 2
+    posterior = (a ** 0.5 * s2 * x_T + (1 - a) * mean) / (a * s2 + 1 - a)
+    torch.testing.assert_close(traj["x0"][0], posterior, atol=1e-4, rtol=1e-4)
+    assert (traj["x0"][0] - mean).abs().max() < (traj["x0"][0] - x_T).abs().max() / 10   # near m(z), far from x_T
+    with pytest.raises(ValueError, match="z_sem"):
+        model.decode_trajectory(x_T, z[:1], steps=3)

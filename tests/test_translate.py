@@ -129,6 +129,25 @@ def test_interpolation_validation(model):
         interpolate(model, images(2), x, progress=False)
     with pytest.raises(ValueError, match="x_T must be None"):
         interpolate(model, x, x, x_T="zeros", progress=False)
+    with pytest.raises(ValueError, match="x_T_path must be one of"):
+        interpolate(model, x, x, x_T_path="cubic", progress=False)
+
+
+def test_interpolation_x_T_paths(model):
+    x = images(2, seed=3)
+    kw = dict(n_steps=3, encode_steps=STEPS, decode_steps=STEPS, progress=False)
+    out = {p: interpolate(model, x[0], x[1:], x_T_path=p, **kw) for p in ("slerp", "lerp", "fixed")}
+    ends = out["slerp"]["x_T"][[0, -1]]
+    for p in out:                       # every path joins the same two codes (fixed: stays at the first)
+        torch.testing.assert_close(out[p]["x_T"][0], ends[0])
+        torch.testing.assert_close(out[p]["z"], out["slerp"]["z"])
+    torch.testing.assert_close(out["lerp"]["x_T"][1], ends.mean(0))
+    torch.testing.assert_close(out["fixed"]["x_T"], ends[:1].expand(3, -1, -1, -1))
+    # lerp shortens the midpoint; slerp keeps it near the norm of the end codes
+    norm = lambda v: float(v.norm())
+    assert norm(out["lerp"]["x_T"][1]) < norm(out["slerp"]["x_T"][1])
+    lo, hi = sorted(map(norm, ends))
+    assert 0.9 * lo <= norm(out["slerp"]["x_T"][1]) <= 1.1 * hi
 
 
 # ---- manipulation ------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .data.phantom import AORTA
 from .latent import LinearClassifier, encode_dataset, encode_images
 from .latent import as_image_batch as _as_batch
 from .metrics.anatomy import (
@@ -628,34 +629,41 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
 def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: Mapping[str, LinearClassifier],
                         alpha: float = 0.3, alpha_range: tuple[float, float] = (-0.75, 0.75), alpha_step: float = 0.05,
                         encode_steps: int = 10, decode_steps: int = 10, judge: LinearClassifier | None = None,
-                        draw: bool = True, critics=None):
+                        draw: bool = True, critics=None, twins: Mapping[str, torch.Tensor] | None = None,
+                        label_maps: Mapping[str, np.ndarray] | None = None):
     """Slide alpha, toggle the classifier and pick an image; the manipulated image redraws live.
 
     Each image is encoded to ``(z, x_T)`` the first time it is shown (then cached); moving the
-    slider decodes ``manipulate_z(z, classifier, alpha)`` with that ``x_T`` next to the
-    reconstruction (alpha = 0).
+    slider decodes ``manipulate_z(z, classifier, alpha)`` with that ``x_T``. The view shows the
+    reconstruction (alpha = 0), the manipulated image, their difference (own colour scale) and, if
+    given, the image's real-like twin.
 
     Args:
         images: named images ``(1, H, W)`` in [-1, 1] for the dropdown.
         classifiers: named fitted classifiers for the toggle (e.g. ``{"BCE": ..., "MSE": ...}``).
         judge: classifier whose ``P(real)`` of the moved code is shown (default: the selected one).
         draw: decode and show the first view at once.
-        critics: the independent critics (:func:`usdiff.metrics.critics.load_critics`); the title
-            then shows the domain critic's ``P(real)`` of the *decoded image* (what the user got)
-            beside the classifier's score of the *moved code* (what was asked for).
+        critics: the independent critics (:func:`usdiff.metrics.critics.load_critics`): the view then
+            shows the domain critic's ``P(real)`` of the *decoded images* (what the user got) and,
+            with `label_maps`, the segmenter's aorta Dice against the source's label map.
+        twins: per image name, the real-like rendering of the same phantom ``(1, H, W)``: the target.
+        label_maps: per image name, its ``(H, W)`` label map (aorta Dice and count of aortas).
 
     Returns:
         an ``ipywidgets.VBox``; ``.controls`` holds ``image``, ``classifier`` and ``alpha``;
         ``.state`` the last view: ``image`` name, ``classifier`` name, ``alpha``, ``z``
-        (moved code), ``x_T``, ``recon`` and ``manipulated`` ``(1, 1, H, W)``, ``p_real`` (of the
-        code) and ``p_image`` (critic on the decoded image; None without `critics`).
+        (moved code), ``x_T``, ``recon`` and ``manipulated`` ``(1, 1, H, W)``, ``change`` (mean
+        ``|manipulated - recon|``), ``p_real`` (of the code), ``p_image`` (critic on the decoded
+        image; None without `critics`), ``dice_aorta`` and ``aorta_count`` (None without labels).
     """
     import ipywidgets as widgets
 
-    from .viz import show_grid
-
     if not images or not classifiers:
         raise ValueError("images and classifiers must each hold at least one entry")
+    for name, extra in (("twins", twins), ("label_maps", label_maps)):
+        missing = sorted(set(images) - set(extra)) if extra is not None else []
+        if missing:
+            raise ValueError(f"{name} must have an entry for every image; missing: {missing}")
     lo, hi = alpha_range
     controls = {
         "image": widgets.Dropdown(options=list(images), description="image"),
@@ -681,23 +689,23 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     @torch.no_grad()
     def redraw(_=None):
         name, cname, a = controls["image"].value, controls["classifier"].value, float(controls["alpha"].value)
-        clf = classifiers[cname]
         z, x_T, recon = codes(name)
-        z_new = manipulate_z(z, clf, a)
+        z_new = manipulate_z(z, classifiers[cname], a)
         out = model.decode(x_T, z_new, steps=decode_steps).cpu()
-        p = float((judge or clf).predict_proba(z_new.double().cpu().numpy())[0, 1])
-        p_img = None if critics is None else float(critics.p_real(out, (-1.0, 1.0))[0])
+        state = {"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(), "recon": recon,
+                 "manipulated": out, "change": float((out - recon).abs().mean()),
+                 "p_real": float((judge or classifiers[cname]).predict_proba(z_new.double().cpu().numpy())[0, 1]),
+                 "p_image": None, "dice_aorta": None, "aorta_count": None}
+        if critics is not None:
+            state["p_image"] = float(critics.p_real(out, (-1.0, 1.0))[0])
+            if label_maps is not None:
+                seg = critics.anatomy_scores(torch.cat([recon, out]), np.stack([label_maps[name]] * 2), (-1.0, 1.0))
+                state["dice_aorta"] = float(seg["per_image"][1, AORTA])
+        if label_maps is not None:
+            state["aorta_count"] = int(count_aortas(out[0, 0].numpy(), value_range=(-1.0, 1.0)))
         box.state.clear()
-        box.state.update({"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(),
-                          "recon": recon, "manipulated": out, "p_real": p, "p_image": p_img})
-        title = f"{cname}, alpha={a:+.2f}\nP(real) of code={p:.2f}"
-        if p_img is not None:
-            p_rec = float(critics.p_real(recon, (-1.0, 1.0))[0])
-            title += f"\ncritic P(real) of image={p_img:.2f}"
-        fig = show_grid(torch.cat([recon, out]),
-                        titles=["reconstruction" + ("" if p_img is None else f"\n\ncritic P(real)={p_rec:.2f}"), title],
-                        value_range=(-1, 1), size=2.6)
-        _show(output, fig)
+        box.state.update(state)
+        _show(output, _manipulation_figure(state, twins[name] if twins is not None else None))
 
     for c in controls.values():
         c.observe(redraw, names="value")
@@ -705,6 +713,37 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     if draw:
         redraw()
     return box
+
+
+def _manipulation_figure(state: dict, twin):
+    """Reconstruction | manipulated | |difference| (own scale, colour bar) | twin, short titles."""
+    import matplotlib.pyplot as plt
+
+    from .viz import to_numpy_images
+
+    panels = [(state["recon"], "reconstruction (α = 0)"), (state["manipulated"], f"α = {state['alpha']:+.2f}")]
+    if twin is not None:
+        panels.append((_as_batch(twin[None] if twin.ndim == 3 else twin), "real-like twin (target)"))
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(2.5 * (len(panels) + 1) + 0.6, 3.1))
+    for ax, (im, title) in zip([axes[0], axes[1], *axes[3:]], panels):
+        ax.imshow(to_numpy_images(im, (-1, 1))[0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=9)
+    diff = (state["manipulated"] - state["recon"]).abs()[0, 0].numpy()
+    shown = axes[2].imshow(diff, cmap="magma", vmin=0, vmax=max(float(diff.max()), 1e-3))
+    axes[2].set_title(f"|difference|, mean {state['change']:.3f}", fontsize=9)
+    fig.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.03)
+    for ax in axes:
+        ax.axis("off")
+    facts = [f"P(real) of the code {state['p_real']:.2f}"]
+    if state["p_image"] is not None:
+        facts.append(f"critic P(real) of the image {state['p_image']:.2f}")
+    if state["dice_aorta"] is not None:
+        facts.append(f"aorta Dice {state['dice_aorta']:.2f}")
+    if state["aorta_count"] is not None:
+        facts.append(f"aortas found {state['aorta_count']}")
+    fig.suptitle(f"{state['classifier']} direction, {state['image']}: " + ", ".join(facts), fontsize=9)
+    fig.tight_layout()
+    return fig
 
 
 # ---- does z_sem carry the image? ------------------------------------------------------------------

@@ -89,16 +89,17 @@ def image_scores(pred, target) -> dict:
     """Per test image: ``dice`` ``(N, C)`` (NaN: tissue absent from both), ``mean`` ``(N,)`` over the
     foreground tissues present, ``aorta`` ``(N,)`` (NaN where no aorta is in either map)."""
     per = dice_per_class(pred, target, NUM_LABELS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(per[:, 1:], axis=1)
+    mean = _nanmean(per[:, 1:], axis=1)
     return {"dice": per, "mean": mean, "aorta": per[:, AORTA]}
 
 
-def _nanmean(v) -> float:
+def _nanmean(v, axis=None):
+    """Mean over the finite entries (along `axis`); NaN, without a warning, where there are none."""
     v = np.asarray(v, np.float64)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        m = np.nanmean(np.where(np.isfinite(v), v, np.nan), axis=axis)
+    return float(m) if axis is None else m
 
 
 @torch.no_grad()
@@ -150,9 +151,7 @@ def downstream_study(training_sets: Mapping[str, tuple], test_images, test_label
         res = train_and_test(images, labels, test_images, test_labels, steps=steps, batch_size=batch_size, seed=seed,
                              width=width, desc=f"train on {name}", progress=progress)
         s = res["scores"]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            per_class = np.nanmean(s["dice"], axis=0)
+        per_class = _nanmean(s["dice"], axis=0)
         out[name] = {
             "dice_mean": _nanmean(s["mean"]), "dice_mean_ci": bootstrap_ci(s["mean"], n_boot, seed=seed),
             "dice_aorta": _nanmean(s["aorta"]), "dice_aorta_ci": bootstrap_ci(s["aorta"], n_boot, seed=seed),
@@ -192,14 +191,14 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
     from .analysis import translate_batches
     from .metrics.critic_training import load_builtin_arrays
     from .translate import resolve_method
-    from .translate.classifier import _load_model
+    from .translate.base import as_model
     from .utils import get_device
 
     for name, value in (("n_train", n_train), ("n_test", n_test), ("steps", steps)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     device = get_device(device)
-    model = _load_model(ckpt, device) if ckpt is not None else None
+    model = as_model(ckpt, device) if ckpt is not None else None
     size = model.config.image_size if model is not None else 64
     train = load_builtin_arrays(data_dir, "train", size, n=n_train, progress=progress)
     test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=n_test, progress=progress)

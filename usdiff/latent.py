@@ -520,6 +520,10 @@ def domain_separation(z, y, cv: int = 5, seed: int = 0) -> dict:
             "silhouette": float(silhouette_score(z, y)), "frechet": float(frechet_distance(*stats))}
 
 
+# Colours of overlaid point sets: none is a domain colour, so a placed code never reads as data.
+EXTRA_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "black"]
+
+
 def plot_embedding(emb, y, extra: dict | None = None, ax=None, title: str | None = None,
                    names: dict | None = None, colors: dict | None = None, s: float = 8.0, alpha: float = 0.6):
     """Scatter a 2-D embedding ``(N, 2)`` coloured by domain (real blue, simulated orange).
@@ -554,13 +558,16 @@ def plot_embedding(emb, y, extra: dict | None = None, ax=None, title: str | None
         if pts.shape[1] != 2:
             raise ValueError(f"extra[{label!r}] must be (M, 2), got shape {pts.shape}")
         ax.scatter(pts[:, 0], pts[:, 1], s=s * 12, marker=markers[i % len(markers)], edgecolors="k",
-                   linewidths=0.6, label=str(label), zorder=3)
+                   linewidths=0.6, label=str(label), zorder=3, c=EXTRA_COLORS[i % len(EXTRA_COLORS)])
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_xlabel("dimension 1")
     ax.set_ylabel("dimension 2")
     if title:
         ax.set_title(title)
-    ax.legend(fontsize=8, markerscale=1.5, loc="best")
+    if extra:   # many entries: the legend goes beside the axes, not over the data
+        ax.legend(fontsize=7, markerscale=1.2, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=8, markerscale=1.5, loc="best")
     fig.tight_layout()
     return fig

@@ -110,3 +110,33 @@ def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+def show_label_maps(label_maps, titles: Sequence[str] | None = None, size: float = 1.9, suptitle: str | None = None):
+    """Tissue label maps ``(B, H, W)`` in their tissue colours, with a legend naming every tissue shown."""
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
+
+    from .data.phantom import LABEL_NAMES, NUM_LABELS, tissue_colors
+
+    maps = np.asarray(label_maps.cpu() if isinstance(label_maps, torch.Tensor) else label_maps)
+    if maps.ndim == 2:
+        maps = maps[None]
+    if maps.ndim != 3 or maps.size == 0 or maps.min() < 0 or maps.max() >= NUM_LABELS:
+        raise ValueError(f"label_maps must be (B, H, W) with labels in [0, {NUM_LABELS - 1}], got shape {maps.shape}")
+    colours = tissue_colors()
+    fig, axes = plt.subplots(1, len(maps), figsize=(size * len(maps) + 1.6, size + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for i, (ax, lab) in enumerate(zip(axes[0], maps)):
+        ax.imshow(lab, cmap=ListedColormap(colours), vmin=-0.5, vmax=NUM_LABELS - 0.5, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles is not None and i < len(titles):
+            ax.set_title(titles[i], fontsize=9)
+    present = sorted(set(np.unique(maps).tolist()))
+    fig.legend(handles=[Patch(color=colours[k], label=LABEL_NAMES[k]) for k in present], loc="center right",
+               fontsize=8, frameon=False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout(rect=(0, 0, 1 - 1.5 / (size * len(maps) + 1.6), 1))
+    return fig

@@ -244,6 +244,27 @@ class DiffAE(nn.Module):
         return x.clamp(-1, 1)
 
     @torch.no_grad()
+    def decode_trajectory(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20) -> dict:
+        """:meth:`decode` (deterministic, eta = 0) that keeps every step, to see how an image forms.
+
+        Returns:
+            ``t`` ``(steps,)`` the timesteps visited (descending); ``x_t`` ``(steps + 1, B, C, H, W)``
+            the states, from `x_T` to the output (not clamped); ``x0`` ``(steps, B, C, H, W)`` the
+            prediction ``x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` made at each
+            step. The last state equals the last prediction: the final step lands on ``x0_hat``.
+        """
+        self._check_images(x_T, "x_T")
+        self._check_z(z_sem, len(x_T))
+        timesteps = self.scheduler.set_timesteps(steps).tolist()
+        states, preds = [x_T], []
+        with eval_mode(self):
+            for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
+                eps = self.unet(states[-1], self._t(t, x_T), z_sem)
+                preds.append(self.scheduler.predict_x0(eps, t, states[-1]))
+                states.append(self.scheduler.step(eps, t, t_prev, states[-1]))
+        return {"t": torch.tensor(timesteps), "x_t": torch.stack(states), "x0": torch.stack(preds)}
+
+    @torch.no_grad()
     def reconstruct(self, x0: torch.Tensor, steps: int = 100, decode_steps: int | None = None,
                     progress: bool = False, fixed_point_iters: int = 0) -> torch.Tensor:
         """Encode `x0` to ``(x_T, z_sem)`` and decode it back: ``(B, C, H, W) -> (B, C, H, W)``.

@@ -18,12 +18,27 @@ import numpy as np
 import torch
 
 from ..latent import encode_images
+from ..train import load_model
 from ..utils import model_device
 
-__all__ = ["Translator", "METHODS", "register", "get_method", "save_method", "load_method", "check_images"]
+__all__ = ["Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method", "check_images"]
 
 METHODS: dict[str, type] = {}
 FORMAT = "usdiff.method/1"
+
+
+def as_model(model, device=None) -> torch.nn.Module:
+    """`model` itself (moved to `device`) or, for a path, the checkpoint loaded from it.
+
+    Raises:
+        FileNotFoundError: naming the path, if there is no such file.
+    """
+    if isinstance(model, torch.nn.Module):
+        return model.to(device) if device is not None else model
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return load_model(path, device=device)
 
 
 def register(cls):

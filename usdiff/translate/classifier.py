@@ -18,7 +18,7 @@ import torch
 from ..latent import LinearClassifier, ZNormalizer, encode_dataset, train_linear_classifier
 from ..utils import get_device
 from ..utils import model_device as _model_device
-from .base import Translator, register
+from .base import Translator, as_model, register
 from .paths import _decode_batched, _one_image
 
 SCALES = ("sqrt_dim", "unit")
@@ -150,17 +150,6 @@ def default_direction_path(ckpt) -> Path:
     return ckpt.with_name(f"{ckpt.stem}_direction.pt")
 
 
-def _load_model(ckpt, device):
-    if isinstance(ckpt, torch.nn.Module):
-        return ckpt.to(device)
-    path = Path(ckpt)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    from ..train import load_model
-
-    return load_model(path, device=device)
-
-
 def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: int, seed: int,
                    progress: bool, classifier_kwargs: dict | None) -> LinearClassifier:
     """Encode the built-in training split (both domains), or your own ``ROOT/sim`` + ``ROOT/real``
@@ -200,7 +189,7 @@ def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 40
     if loss not in ("bce", "mse"):
         raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
     device = get_device(device)
-    model = _load_model(ckpt, device)
+    model = as_model(ckpt, device)
     clf = _fit_direction(model, data_dir, loss, n_fit, batch_size, seed, progress, None)
     return save_direction(out, clf, image_size=model.config.image_size, z_dim=model.config.z_dim, loss=loss,
                           checkpoint=Path(ckpt).name, data=str(data_dir), n_fit=-1 if n_fit is None else int(n_fit),

@@ -15,8 +15,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..utils import get_device
-from .base import METHODS, Translator, get_method, load_method
-from .classifier import ClassifierTranslator, _load_model, default_direction_path
+from .base import METHODS, Translator, as_model, get_method, load_method
+from .classifier import ClassifierTranslator, default_direction_path
 
 __all__ = ["unpaired_training_data", "default_method_path", "resolve_method", "translate_folder"]
 
@@ -104,7 +104,7 @@ def resolve_method(name: str, ckpt=None, *, fitted=None, data_dir=None, n_fit: i
     model = None
     size = 64
     if method.uses_diffae:
-        model = _load_model(ckpt, get_device(device))
+        model = as_model(ckpt, get_device(device))
         size = model.config.image_size
     data = unpaired_training_data(data_dir, size, n=n_fit, seed=seed, progress=progress)
     if name == "guided":
@@ -153,7 +153,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
     if method.uses_diffae:
         if model is None:
             raise ValueError(f"method {method.name!r} needs the DiffAE checkpoint")
-        model = _load_model(model, device)
+        model = as_model(model, device)
         size = model.config.image_size
     else:
         model, size = None, method.size_

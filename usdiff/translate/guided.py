@@ -73,16 +73,19 @@ class GuidedTranslator(SDEditTranslator):
         """Fit the code transport (unpaired sim and real codes) and train the guide on sim + `sim_labels`."""
         if sim_labels is None:
             raise ValueError("the guided method trains its guide on the simulated images' label maps: pass sim_labels=")
+        sim = check_images(sim, "sim")
+        labels = _check_labels(sim_labels, sim)       # before the (long) encoding, not after it
         super().fit(model, sim, real, batch_size=batch_size, progress=progress)
-        return self.fit_guide(sim, sim_labels, progress=progress)
+        return self._train_guide(sim, labels, progress)
 
     def fit_guide(self, sim, sim_labels, progress: bool = False) -> GuidedTranslator:
         """Train the guide segmenter on simulated images ``(N, 1, S, S)`` and their label maps ``(N, S, S)``."""
         sim = check_images(sim, "sim")
-        labels = torch.as_tensor(np.asarray(sim_labels)).long()
+        return self._train_guide(sim, _check_labels(sim_labels, sim), progress)
+
+    def _train_guide(self, sim: torch.Tensor, labels: torch.Tensor, progress: bool) -> GuidedTranslator:
         self.guide_, _ = train_segmenter(sim, labels, size=sim.shape[-1], steps=self.guide_steps, seed=1,
-                                         width=self.guide_width,
-                                         progress=progress, desc="guide segmenter")
+                                         width=self.guide_width, progress=progress, desc="guide segmenter")
         return self
 
     def state_dict(self) -> dict:
@@ -123,3 +126,12 @@ class GuidedTranslator(SDEditTranslator):
             return eps + self.scale * (1 - ab).sqrt() * grad / rms
 
         return guidance
+
+
+def _check_labels(sim_labels, sim: torch.Tensor) -> torch.Tensor:
+    """Label maps ``(N, S, S)`` matching the images ``(N, 1, S, S)``, as a long tensor."""
+    labels = torch.as_tensor(np.asarray(sim_labels)).long()
+    if labels.shape != (sim.shape[0], *sim.shape[2:]):
+        raise ValueError(f"sim_labels must have shape {(sim.shape[0], *sim.shape[2:])} (one label map per sim "
+                         f"image), got {tuple(labels.shape)}")
+    return labels

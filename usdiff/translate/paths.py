@@ -97,11 +97,14 @@ def _decode_batched(model, x_T, z, steps, batch_size, progress, desc):
 
 # ---- interpolation -----------------------------------------------------------------------------
 
+X_T_PATHS = ("slerp", "lerp", "fixed")
+
+
 @torch.no_grad()
 def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
                 decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
                 generator: torch.Generator | None = None, batch_size: int | None = None,
-                progress: bool = True, fixed_point_iters: int = 0) -> dict:
+                progress: bool = True, fixed_point_iters: int = 0, x_T_path: str = "slerp") -> dict:
     """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
 
     ``z(alpha) = (1 - alpha) z_a + alpha z_b`` and ``x_T(alpha) = slerp(x_T_a, x_T_b, alpha)`` for
@@ -116,6 +119,9 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
             ``"random"``: two Gaussian ``x_T`` (from `generator`); or a ``(2, 1, H, W)`` tensor.
         batch_size: decode this many at once (default: all).
         fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
+        x_T_path: how ``x_T`` moves: ``"slerp"`` (the study; keeps the norm of Gaussian noise),
+            ``"lerp"`` (straight line: the midpoint's norm shrinks by up to sqrt(2), a blurrier image),
+            or ``"fixed"`` (the source's ``x_T`` all along: only ``z_sem`` moves).
 
     Returns:
         dict with ``images`` ``(n_steps, 1, H, W)`` in [-1, 1], ``alphas`` ``(n_steps,)``,
@@ -123,6 +129,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
     """
     if not isinstance(n_steps, int) or n_steps < 2:
         raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
+    if x_T_path not in X_T_PATHS:
+        raise ValueError(f"x_T_path must be one of {X_T_PATHS}, got {x_T_path!r}")
     device = _model_device(model)
     x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
@@ -140,7 +148,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
     alphas = torch.linspace(0, 1, n_steps, dtype=torch.float64)
     a = alphas.to(device=device, dtype=z.dtype)
     z_path = lerp(z[:1].expand(n_steps, -1), z[1:].expand(n_steps, -1), a)
-    xt_path = slerp(xt[:1].expand(n_steps, *xt.shape[1:]), xt[1:].expand(n_steps, *xt.shape[1:]), a)
+    xt_a, xt_b = xt[:1].expand(n_steps, *xt.shape[1:]), xt[1:].expand(n_steps, *xt.shape[1:])
+    xt_path = {"slerp": slerp, "lerp": lerp, "fixed": lambda p, q, s: p.clone()}[x_T_path](xt_a, xt_b, a)
     images = _decode_batched(model, xt_path, z_path, decode_steps, batch_size, progress, "interpolate")
     return {"images": images, "alphas": alphas.float(), "z": z_path, "x_T": xt_path}
 

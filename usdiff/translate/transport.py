@@ -93,11 +93,11 @@ class _TransportFit(Translator):
         """Transported codes ``(B, D)`` (torch or numpy), at this method's `strength`."""
         self._check_fitted()
         norm = self.normalizer_
+        zn = z.detach().cpu().double().numpy() if isinstance(z, torch.Tensor) else z
+        moved = norm.inverse_transform(apply_transport(norm.transform(zn), self.transport_, self.strength))
         if isinstance(z, torch.Tensor):
-            zn = norm.transform(z.detach().cpu().double().numpy())
-            return torch.as_tensor(norm.inverse_transform(apply_transport(zn, self.transport_, self.strength)),
-                                   dtype=z.dtype, device=z.device)
-        return norm.inverse_transform(apply_transport(norm.transform(z), self.transport_, self.strength))
+            return torch.as_tensor(moved, dtype=z.dtype, device=z.device)
+        return moved
 
     def state_dict(self) -> dict:
         self._check_fitted()
