@@ -770,7 +770,7 @@ def z_swap_ratio(model, x_a, x_b, steps: int = 50, batch_size: int = 32) -> np.n
 
 
 def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap: int = 64, seed: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, recon_steps: int = 100, swap_steps: int = 50) -> dict:
     """Does this DiffAE's ``z_sem`` carry the image? Measured on the held-out test split with the
     independent critics (never the model itself):
 
@@ -780,8 +780,10 @@ def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap
       ``dice_aorta_data`` (the held-out images themselves);
     * ``fd_samples`` (FD-US of the samples vs the held-out images), ``fd_gap`` (sim vs real-like,
       same n) and their ratio ``fd_ratio``;
-    * ``psnr_100``: reconstruction PSNR (dB) with 100 plain DDIM steps each way (`n_swap` images);
-    * ``z_swap``: median :func:`z_swap_ratio` over `n_swap` pairs of different phantoms.
+    * ``psnr_100``: reconstruction PSNR (dB) with `recon_steps` (the goal: 100) plain DDIM steps each
+      way (`n_swap` images);
+    * ``z_swap``: median :func:`z_swap_ratio` (`swap_steps` inversion and decoding steps) over `n_swap`
+      pairs of different phantoms.
     """
     from .data import BuiltinDataset
     from .metrics.evaluate import diffae_samples
@@ -804,9 +806,9 @@ def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap
     fd_samples = fid_from_features(f_fake, f_data)
     fd_gap = fid_from_features(f_data[:half], f_data[half:])   # sim vs real-like of the same phantoms
     k = min(n_swap, half)
-    rec = reconstruction_error(model, x[:k], steps=100, progress=progress)
+    rec = reconstruction_error(model, x[:k], steps=recon_steps, progress=progress)
     perm = np.roll(np.arange(k), 1)                              # B = another phantom, same domain mix
-    swap = z_swap_ratio(model, x[:k], x[perm], steps=50)
+    swap = z_swap_ratio(model, x[:k], x[perm], steps=swap_steps)
     return {"n": 2 * half, "domain_kept_sim": float(np.mean(p[~src_real] < 0.5)),
             "domain_kept_real": float(np.mean(p[src_real] > 0.5)), "dice_aorta": seg_fake["dice_aorta"],
             "one_aorta_rate": seg_fake["one_aorta_rate"], "dice_aorta_data": seg_data["dice_aorta"],
