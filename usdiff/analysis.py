@@ -270,7 +270,7 @@ def translation_widget(model, methods: Mapping[str, object], knobs: Mapping[str,
         label = f"{name}" + (f", {knob}={v:g}" if knob else "")
         fig = show_grid(torch.cat([images[i:i + 1], y]), value_range=(-1, 1), size=2.6,
                         titles=["simulated source", f"{label}\ncritic P(real)={p:.2f}, aorta Dice={dice:.2f}"])
-        _show(output, fig)
+        _show_in_output(output, fig)
 
     def on_method(_=None):
         set_knob()
@@ -555,16 +555,6 @@ def plot_strip(images, inputs=None, titles: Sequence[str] | None = None,
     return fig
 
 
-def _show(output, fig) -> None:
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    with output:
-        output.clear_output(wait=True)
-        display(fig)
-    plt.close(fig)
-
-
 def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
                          n_steps: int = 6, max_steps: int = 12, encode_steps: int = 10, decode_steps: int = 10,
                          judge: LinearClassifier | None = None):
@@ -619,7 +609,7 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
                         suptitle=f"{controls['source'].value} -> {controls['target'].value}")
         for ax in fig.axes:
             ax.title.set_fontsize(7 if n > 8 else 9)
-        _show(output, fig)
+        _show_in_output(output, fig)
 
     controls["run"].on_click(run)
     box.run = run
@@ -705,7 +695,7 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
             state["aorta_count"] = int(count_aortas(out[0, 0].numpy(), value_range=(-1.0, 1.0)))
         box.state.clear()
         box.state.update(state)
-        _show(output, _manipulation_figure(state, twins[name] if twins is not None else None))
+        _show_in_output(output, _manipulation_figure(state, twins[name] if twins is not None else None))
 
     for c in controls.values():
         c.observe(redraw, names="value")
@@ -713,6 +703,12 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     if draw:
         redraw()
     return box
+
+
+def _show_in_output(output, fig) -> None:
+    from .viz import show_in_output
+
+    show_in_output(output, fig)
 
 
 def _manipulation_figure(state: dict, twin):

@@ -140,3 +140,14 @@ def show_label_maps(label_maps, titles: Sequence[str] | None = None, size: float
         fig.suptitle(suptitle)
     fig.tight_layout(rect=(0, 0, 1 - 1.5 / (size * len(maps) + 1.6), 1))
     return fig
+
+
+def show_in_output(output, fig) -> None:
+    """Draw `fig` into an ipywidgets ``Output`` (replacing what it showed) and close it, so that a
+    widget's redraw neither stacks figures nor leaks them."""
+    from IPython.display import display
+
+    with output:
+        output.clear_output(wait=True)
+        display(fig)
+    plt.close(fig)

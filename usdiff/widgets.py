@@ -20,7 +20,7 @@ import torch
 from .latent import plot_embedding
 from .model import alphas_cumprod, get_schedule
 from .utils import model_device
-from .viz import to_numpy_images
+from .viz import show_in_output, to_numpy_images
 
 __all__ = ["snr", "noising_figure", "schedule_widget", "inversion_trajectories", "trajectory_figure",
            "trajectory_widget", "strip_figure", "strip_widget", "embedding_widget"]
@@ -41,21 +41,21 @@ def _one_image(image) -> torch.Tensor:
     return x
 
 
-def _show(output, fig) -> None:
-    import matplotlib.pyplot as plt
-    from IPython.display import display
-
-    with output:
-        output.clear_output(wait=True)
-        display(fig)
-    plt.close(fig)
-
-
 def _box(controls: dict, rows: list, output):
     import ipywidgets as widgets
 
     box = widgets.VBox([*rows, output])
     box.controls, box.state = controls, {}
+    return box
+
+
+def _wire(box, controls: dict, redraw, draw: bool):
+    """Redraw on every control change; draw the first view now if `draw`."""
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    box.redraw = redraw
+    if draw:
+        redraw()
     return box
 
 
@@ -119,13 +119,9 @@ def schedule_widget(image, schedules: Sequence[str] = ("linear", "cosine"), T: i
         box.state.clear()
         box.state.update({"t": k, "alpha_bar": {n: float(ab[k]) for n, ab in bars.items()},
                           "snr": {n: float(snr(ab[k])) for n, ab in bars.items()}})
-        _show(output, noising_figure(x0, k, schedules, T, noise=noise))
+        show_in_output(output, noising_figure(x0, k, schedules, T, noise=noise))
 
-    controls["t"].observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    return _wire(box, controls, redraw, draw)
 
 
 # ---- how an image forms: x0_hat along the reverse trajectory ------------------------------------
@@ -186,13 +182,9 @@ def trajectory_widget(model, x0, steps: int = 20, seed: int = 0, draw: bool = Tr
     def redraw(_=None):
         k = int(controls["step"].value)
         box.state.update({"step": k, "t": int(trajectories["inverted x_T"]["t"][k]), "trajectories": trajectories})
-        _show(output, trajectory_figure(trajectories, k, image=x0))
+        show_in_output(output, trajectory_figure(trajectories, k, image=x0))
 
-    controls["step"].observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    return _wire(box, controls, redraw, draw)
 
 
 # ---- a precomputed interpolation strip --------------------------------------------------------
@@ -256,15 +248,10 @@ def strip_widget(strips: Mapping[str, Mapping], scores: Mapping[str, Mapping[str
         frame_scores = {k: float(v[i]) for k, v in (scores or {}).get(mode, {}).items()}
         box.state.clear()
         box.state.update({"mode": mode, "alpha": alphas[i], "image": strips[mode]["images"][i], "scores": frame_scores})
-        _show(output, strip_figure(strips[mode]["images"], alphas, i, title=f"x_T {mode}:",
+        show_in_output(output, strip_figure(strips[mode]["images"], alphas, i, title=f"x_T {mode}:",
                                    scores=(scores or {}).get(mode)))
 
-    for c in controls.values():
-        c.observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    return _wire(box, controls, redraw, draw)
 
 
 # ---- embeddings side by side ---------------------------------------------------------------------
@@ -292,10 +279,6 @@ def embedding_widget(embeddings: Mapping, domain, label: str = "perplexity", dra
         key = controls["setting"].value
         box.state.clear()
         box.state.update({"setting": key, "points": np.asarray(embeddings[key])})
-        _show(output, plot_embedding(np.asarray(embeddings[key]), domain, title=f"t-SNE, {label} {key}"))
+        show_in_output(output, plot_embedding(np.asarray(embeddings[key]), domain, title=f"t-SNE, {label} {key}"))
 
-    controls["setting"].observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    return _wire(box, controls, redraw, draw)
