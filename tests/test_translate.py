@@ -144,7 +144,9 @@ def test_interpolation_x_T_paths(model):
     torch.testing.assert_close(out["lerp"]["x_T"][1], ends.mean(0))
     torch.testing.assert_close(out["fixed"]["x_T"], ends[:1].expand(3, -1, -1, -1))
     # lerp shortens the midpoint; slerp keeps it near the norm of the end codes
-    norm = lambda v: float(v.norm())
+    def norm(v):
+        return float(v.norm())
+
     assert norm(out["lerp"]["x_T"][1]) < norm(out["slerp"]["x_T"][1])
     lo, hi = sorted(map(norm, ends))
     assert 0.9 * lo <= norm(out["slerp"]["x_T"][1]) <= 1.1 * hi

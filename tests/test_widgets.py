@@ -5,6 +5,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+from zmodels import tiny_z_model
 
 from usdiff.model import alphas_cumprod, get_schedule
 from usdiff.translate import interpolate
@@ -19,7 +20,6 @@ from usdiff.widgets import (
     trajectory_figure,
     trajectory_widget,
 )
-from zmodels import tiny_z_model
 
 SIZE = 32
 
@@ -116,8 +116,6 @@ def test_embedding_widget_switches_settings():
 
 
 def test_show_label_maps_colours_tissues_and_names_them():
-    from matplotlib.colors import to_rgb
-
     from usdiff.data.phantom import LABEL_NAMES, TISSUES, tissue_colors
     from usdiff.viz import show_label_maps
 
