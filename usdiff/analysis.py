@@ -689,8 +689,8 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         if critics is not None:
             state["p_image"] = float(critics.p_real(out, (-1.0, 1.0))[0])
             if label_maps is not None:
-                seg = critics.anatomy_scores(torch.cat([recon, out]), np.stack([label_maps[name]] * 2), (-1.0, 1.0))
-                state["dice_aorta"] = float(seg["per_image"][1, AORTA])
+                seg = critics.anatomy_scores(out, label_maps[name][None], (-1.0, 1.0))
+                state["dice_aorta"] = float(seg["per_image"][0, AORTA])
         if label_maps is not None:
             state["aorta_count"] = int(count_aortas(out[0, 0].numpy(), value_range=(-1.0, 1.0)))
         box.state.clear()
