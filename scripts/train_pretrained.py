@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -41,17 +42,24 @@ from usdiff.utils import get_device
 #   fast:  bf16 autocast on the CPU (where it is native: emulated bf16 is ~17x slower), Min-SNR-5 weighting (Hang et al. 2023), lr 1e-3 after a 200-step
 #          linear warm-up; the weighting moves the loss towards the noisy steps, where only z_sem can
 #          tell the decoder what the image is.
+#   Both train in fp32 on every device (amp=False), so that a run on a GPU is the CPU recipe, only
+#   sooner: t and the noise are drawn by the same CPU generator on both.
 RECIPES = {
-    "study": dict(lr=2e-4, loss_weighting="uniform", warmup_steps=0, bf16_cpu=False),
-    "fast": dict(lr=1e-3, loss_weighting="min_snr", warmup_steps=200, bf16_cpu=cpu_has_fast_bf16()),
+    "study": dict(lr=2e-4, loss_weighting="uniform", warmup_steps=0, bf16_cpu=False, amp=False),
+    "fast": dict(lr=1e-3, loss_weighting="min_snr", warmup_steps=200, bf16_cpu=cpu_has_fast_bf16(), amp=False),
 }
+
+
+def render_workers() -> int:
+    """Processes that render the phantoms: all CPUs up to 16 (the result does not depend on it)."""
+    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def render_split(split: str, n: int, seed: int, size: int, image_size: int, limit: int | None = None):
     """``(x, domain)``: images ``(2N, 1, image_size, image_size)`` in [-1, 1] (all sim, then all real)."""
     names = assign_splits(n, seed)
     seeds = [item_seed(seed, i) for i, s in enumerate(names) if s == split][:limit]
-    with ProcessPoolExecutor(2) as pool:
+    with ProcessPoolExecutor(render_workers()) as pool:
         items = list(pool.map(render_item, seeds, [size] * len(seeds), chunksize=64))
     sim = np.stack([it[0] for it in items])
     real = np.stack([it[1] for it in items])
@@ -84,10 +92,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3000, help="optimizer steps (default: the tiny preset's 3000)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="study", help="training recipe (see RECIPES)")
+    parser.add_argument("--config", choices=("tiny", "small"), default="tiny",
+                        help="model preset (small: 25.8 M parameters, for a GPU; too large for assets/)")
     parser.add_argument("--minutes", type=float, default=None,
                         help="stop after this wall time (training only); --steps is then an upper bound")
     parser.add_argument("--snapshot-minutes", type=float, nargs="*", default=[],
                         help="write the EMA weights to OUT/ema_MMMmin.pt when these minutes have passed")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
     parser.add_argument("--n", type=int, default=12_000, help="phantoms of the built-in data set (train split used)")
     parser.add_argument("--schedule", choices=SCHEDULE_CHOICES, default="cosine", help="noise schedule")
     parser.add_argument("--seed", type=int, default=0, help="seed of the built-in data set")
@@ -105,11 +116,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = get_device()
 
-    model_cfg, train_cfg = get_config("tiny")
+    model_cfg, train_cfg = get_config(args.config)
     model_cfg.schedule = args.schedule
     train_cfg.total_steps = args.steps
     for key, value in RECIPES[args.recipe].items():
         setattr(train_cfg, key, value)
+    if args.lr is not None:
+        train_cfg.lr = args.lr
     if not args.eval_only:
         t0 = time.perf_counter()
         x, domain = render_split("train", args.n, args.seed, 128, model_cfg.image_size)
@@ -129,7 +142,7 @@ def main() -> None:
         trainer.save()
         minutes = (time.perf_counter() - t0) / 60
         path = save_pretrained(trainer, args.export)
-        print(f"recipe {args.recipe}: trained {trainer.step} steps in {minutes:.1f} min on {device} "
+        print(f"recipe {args.recipe} ({args.config}, lr {train_cfg.lr:g}): trained {trainer.step} steps in {minutes:.1f} min on {device} "
               f"({torch.get_num_threads()} threads); wrote {path}", flush=True)
 
     if args.eval_n == 0:
