@@ -330,7 +330,8 @@ def test_z_swap_ratio_is_zero_for_a_decoder_that_ignores_z_sem(model):
 
 
 def test_the_shipped_checkpoint_decodes_with_z_sem():
-    """Fails if the shipped DiffAE's decoder ignores z_sem (swapping codes changes nothing)."""
+    """Fails if the shipped DiffAE's decoder nearly ignores z_sem: the 3,000-step checkpoint it replaced moved a
+    decoded image by only 2-7 % of the distance between the two images when their codes were swapped."""
     from pathlib import Path
 
     from usdiff.analysis import z_swap_ratio
@@ -342,4 +343,4 @@ def test_the_shipped_checkpoint_decodes_with_z_sem():
     x = torch.from_numpy(np.stack([render_item(item_seed(0, i), 128)[1] for i in idx])).float()[:, None] / 255
     x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1
     ratio = z_swap_ratio(model, x, torch.roll(x, 1, 0), steps=20)
-    assert np.median(ratio) > 0.02, ratio
+    assert np.median(ratio) > 0.3, ratio
