@@ -8,7 +8,8 @@ held-out reconstruction error is printed (``--eval-only`` prints just that, for 
 
     python scripts/train_pretrained.py --overwrite      # the shipped checkpoint: fast recipe, 8,800 steps
 
-8,800 steps are what 2.5 h of 2 CPU cores give (1.0-1.1 s per step, benchmarks/README.md). The
+8,800 steps are what 2.5 h of 2 idle CPU cores give (1.02 s per step, benchmarks/README.md); add
+``--minutes 150`` to stop at 2.5 h on a slower machine. The
 recipes train in fp32 and draw t and the noise from one CPU generator on every device, so a GPU runs
 the same recipe, only sooner (the loss curves agree, benchmarks/README.md); ``--resume`` continues a
 run exactly, on any device.
