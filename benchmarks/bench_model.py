@@ -56,8 +56,7 @@ def bench_training(name: str, batch: int, repeats: int, device: torch.device = C
         scaler.update()
 
     seconds = median_time(synced(step, device), repeats, warmup=2)
-    return {"config": name, "px": cfg.image_size, "params": count_parameters(model), "img_s": batch / seconds,
-            "amp": amp}
+    return {"config": name, "px": cfg.image_size, "params": count_parameters(model), "img_s": batch / seconds}
 
 
 def bench_ddim(name: str, steps: int, batch: int, repeats: int, device: torch.device = CPU) -> dict:

@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     guide = None
     if args.guide_from is not None:   # read it first: the file may be one that this run overwrites
-        guide = load_method(args.guide_from)
-        if guide.name != "guided":
-            p.error(f"--guide-from {args.guide_from} holds the {guide.name!r} method, not 'guided'")
-        guide = guide.guide_
+        donor = load_method(args.guide_from)
+        if donor.name != "guided":
+            p.error(f"--guide-from {args.guide_from} holds the {donor.name!r} method, not 'guided'")
+        guide = donor.guide_
     t0 = time.perf_counter()
     model = load_model(args.ckpt, device="cpu")
     data = unpaired_training_data(args.data, model.config.image_size, n=args.n_fit, progress=True)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,7 +37,7 @@ from usdiff.analysis import reconstruction_error
 from usdiff.data.generate import assign_splits, item_seed, render_item
 from usdiff.model import DiffAE, get_config
 from usdiff.model.config import SCHEDULE_CHOICES
-from usdiff.train import Trainer, cpu_has_fast_bf16, load_model, save_pretrained
+from usdiff.train import Trainer, available_cpus, cpu_has_fast_bf16, load_model, save_pretrained
 from usdiff.utils import get_device
 
 # The named recipes of benchmarks/README.md ("Training recipes at equal wall time").
@@ -56,7 +55,7 @@ RECIPES = {
 
 def render_workers() -> int:
     """Processes that render the phantoms: all CPUs up to 16 (the result does not depend on it)."""
-    return max(1, min(16, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    return min(16, available_cpus())
 
 
 def render_split(split: str, n: int, seed: int, size: int, image_size: int, limit: int | None = None):
