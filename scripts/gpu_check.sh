@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One pass over what a CUDA GPU adds, in about 8 minutes on one H100/H200-class card:
+# One pass over what a CUDA GPU adds, in about 6 minutes on one H200 (measured; 4.5 of them training):
 #   1. benchmarks/bench_model.py --device cuda (fp32 vs fp16 AMP training steps of tiny/small/paper);
 #   2. `usdiff train --config paper --steps 200` (the study's 92 M model, fp16 AMP) on the built-in data;
 #   3. the `fast` recipe of the shipped checkpoint for the steps its CPU budget gives (8,800; fp32,
