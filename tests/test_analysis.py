@@ -22,6 +22,7 @@ from usdiff.analysis import (
 )
 from usdiff.data import TISSUES
 from usdiff.latent import LinearClassifier, train_linear_classifier
+from usdiff.metrics.c2st import wilson_interval
 from usdiff.model import DiffAE, get_config
 from usdiff.translate import interpolate, manipulate_z
 
@@ -200,6 +201,11 @@ def test_sweep_metrics_realness_of_the_codes_grows_with_alpha(model, classifiers
     assert np.all((m["p_image"] >= 0) & (m["p_image"] <= 1))
     assert np.all(m["fd_real"] >= 0)
     assert np.all((m["one_aorta"] >= 0) & (m["one_aorta"] <= 1))
+    for key in ("one_aorta", "aorta_found"):  # each rate over the 3 images carries its Wilson interval
+        assert m[key + "_ci"].shape == (4, 2)
+        for rate, (lo, hi) in zip(m[key], m[key + "_ci"]):
+            assert (lo, hi) == pytest.approx(wilson_interval(round(rate * 3), 3))
+            assert lo <= rate <= hi and hi - lo > 0.3  # three images cannot pin a rate down
     no_real = sweep_metrics(model, sweep, classifiers["bce"], label_map(12, 16, 3, size=SIZE))["bce"]
     assert np.all(np.isnan(no_real["fd_real"]))
     np.testing.assert_allclose(no_real["p_code"], m["p_code"])

@@ -35,6 +35,7 @@ from .metrics.anatomy import (
     dark_structure_mask,
     dice,
 )
+from .metrics.c2st import wilson_interval
 from .metrics.frechet import fid_from_features
 from .translate import interpolate, manipulate_z
 from .utils import model_device as _model_device
@@ -422,6 +423,9 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
         also ``p_critic`` (the domain critic's mean ``P(real)`` of the decoded images),
         ``seg_dice_mean`` / ``seg_dice_aorta`` (segmenter on the decoded image vs the source label
         map) and ``seg_one_aorta`` (fraction with exactly one segmented aorta).
+        Every fraction over images (``one_aorta``, ``aorta_found``, ``seg_one_aorta``) comes with
+        its 95 % Wilson interval as ``<key>_ci``, shape ``(K, 2)``: on a few dozen images one
+        image moves a rate by several points, so rates are compared with their intervals.
     """
     out = {}
     labs = np.asarray(label_maps)
@@ -445,13 +449,22 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
             m["aorta_found"][k] = table["aorta_found"].mean()
             m["aorta_error_px"][k] = np.median(errors) if len(errors) else np.nan
             m["extra_blobs"][k] = table["extra_blobs"].mean()
+            _set_ci(m, "one_aorta", k, len(ims[k]))
+            _set_ci(m, "aorta_found", k, len(ims[k]))
             if critics is not None:
                 m["p_critic"][k] = critics.p_real(ims[k], value_range).mean()
                 seg = critics.anatomy_scores(ims[k], _labels_at(labs, len(ims[k]), critics.size), value_range)
                 m["seg_dice_mean"][k], m["seg_dice_aorta"][k] = seg["dice_mean"], seg["dice_aorta"]
                 m["seg_one_aorta"][k] = seg["one_aorta_rate"]
+                _set_ci(m, "seg_one_aorta", k, len(ims[k]))
         out[name] = m
     return out
+
+
+def _set_ci(m: dict, key: str, k: int, n: int) -> None:
+    """Store the Wilson interval of the rate ``m[key][k]`` over `n` images as ``m[key + "_ci"][k]``."""
+    ci = m.setdefault(key + "_ci", np.full((len(m[key]), 2), np.nan))
+    ci[k] = wilson_interval(int(round(m[key][k] * n)), n)
 
 
 def _labels_at(labels: np.ndarray, n: int, size: int) -> np.ndarray:
