@@ -277,14 +277,11 @@ def translation_widget(model, methods: Mapping[str, object], knobs: Mapping[str,
         set_knob()
         redraw()
 
-    controls["method"].observe(on_method, names="value")
-    controls["image"].observe(redraw, names="value")
-    controls["value"].observe(redraw, names="value")
+    controls["method"].observe(on_method, names="value")   # a new method first sets its knob's values
     set_knob()
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    from .viz import wire_widget
+
+    return wire_widget(box, {k: controls[k] for k in ("image", "value")}, redraw, draw)
 
 
 # ---- anatomy -------------------------------------------------------------------------------------
@@ -710,12 +707,9 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         box.state.update(state)
         _show_in_output(output, _manipulation_figure(state, twins[name] if twins is not None else None))
 
-    for c in controls.values():
-        c.observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
-    return box
+    from .viz import wire_widget
+
+    return wire_widget(box, controls, redraw, draw)
 
 
 def _show_in_output(output, fig) -> None:

@@ -142,6 +142,17 @@ def show_label_maps(label_maps, titles: Sequence[str] | None = None, size: float
     return fig
 
 
+def wire_widget(box, controls: dict, redraw, draw: bool = True):
+    """Call ``redraw`` whenever one of `controls` changes value, keep it as ``box.redraw`` (tests
+    and static runs call it directly) and draw the first view now if `draw`. Returns `box`."""
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    box.redraw = redraw
+    if draw:
+        redraw()
+    return box
+
+
 def show_in_output(output, fig) -> None:
     """Draw `fig` into an ipywidgets ``Output`` (replacing what it showed) and close it, so that a
     widget's redraw neither stacks figures nor leaks them."""

@@ -20,7 +20,7 @@ import torch
 from .latent import plot_embedding
 from .model import alphas_cumprod, get_schedule
 from .utils import model_device
-from .viz import show_in_output, to_numpy_images
+from .viz import show_in_output, to_numpy_images, wire_widget
 
 __all__ = ["snr", "noising_figure", "schedule_widget", "inversion_trajectories", "trajectory_figure",
            "trajectory_widget", "strip_figure", "strip_widget", "embedding_widget"]
@@ -46,16 +46,6 @@ def _box(controls: dict, rows: list, output):
 
     box = widgets.VBox([*rows, output])
     box.controls, box.state = controls, {}
-    return box
-
-
-def _wire(box, controls: dict, redraw, draw: bool):
-    """Redraw on every control change; draw the first view now if `draw`."""
-    for c in controls.values():
-        c.observe(redraw, names="value")
-    box.redraw = redraw
-    if draw:
-        redraw()
     return box
 
 
@@ -121,7 +111,7 @@ def schedule_widget(image, schedules: Sequence[str] = ("linear", "cosine"), T: i
                           "snr": {n: float(snr(ab[k])) for n, ab in bars.items()}})
         show_in_output(output, noising_figure(x0, k, schedules, T, noise=noise))
 
-    return _wire(box, controls, redraw, draw)
+    return wire_widget(box, controls, redraw, draw)
 
 
 # ---- how an image forms: x0_hat along the reverse trajectory ------------------------------------
@@ -184,7 +174,7 @@ def trajectory_widget(model, x0, steps: int = 20, seed: int = 0, draw: bool = Tr
         box.state.update({"step": k, "t": int(trajectories["inverted x_T"]["t"][k]), "trajectories": trajectories})
         show_in_output(output, trajectory_figure(trajectories, k, image=x0))
 
-    return _wire(box, controls, redraw, draw)
+    return wire_widget(box, controls, redraw, draw)
 
 
 # ---- a precomputed interpolation strip --------------------------------------------------------
@@ -251,7 +241,7 @@ def strip_widget(strips: Mapping[str, Mapping], scores: Mapping[str, Mapping[str
         show_in_output(output, strip_figure(strips[mode]["images"], alphas, i, title=f"x_T {mode}:",
                                    scores=(scores or {}).get(mode)))
 
-    return _wire(box, controls, redraw, draw)
+    return wire_widget(box, controls, redraw, draw)
 
 
 # ---- embeddings side by side ---------------------------------------------------------------------
@@ -281,4 +271,4 @@ def embedding_widget(embeddings: Mapping, domain, label: str = "perplexity", dra
         box.state.update({"setting": key, "points": np.asarray(embeddings[key])})
         show_in_output(output, plot_embedding(np.asarray(embeddings[key]), domain, title=f"t-SNE, {label} {key}"))
 
-    return _wire(box, controls, redraw, draw)
+    return wire_widget(box, controls, redraw, draw)
