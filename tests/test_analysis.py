@@ -254,6 +254,21 @@ def test_manipulation_widget_redraws_on_every_control(model, classifiers):
     assert lazy.state == {}
 
 
+def test_manipulation_widget_decodes_each_view_once(model, classifiers, monkeypatch):
+    ims = {"one": images(1, seed=4)[0]}
+    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=0.6, encode_steps=2, decode_steps=2)
+    first = w.state["manipulated"]
+    calls = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    w.controls["alpha"].value = 0.2
+    assert len(calls) == 1                                    # a new alpha decodes
+    w.controls["alpha"].value = 0.6
+    assert len(calls) == 1                                    # going back does not
+    torch.testing.assert_close(w.state["manipulated"], first)
+    assert w.state["alpha"] == pytest.approx(0.6)
+
+
 def test_manipulation_widget_shows_change_twin_and_anatomy(model, classifiers):
     ims = {"one": images(1, seed=4)[0]}
     labels = {"one": label_map(12, 16, 3, size=SIZE)}

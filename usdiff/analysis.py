@@ -634,7 +634,8 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     """Slide alpha, toggle the classifier and pick an image; the manipulated image redraws live.
 
     Each image is encoded to ``(z, x_T)`` the first time it is shown (then cached); moving the
-    slider decodes ``manipulate_z(z, classifier, alpha)`` with that ``x_T``. The view shows the
+    slider decodes ``manipulate_z(z, classifier, alpha)`` with that ``x_T``, once per view: going
+    back to an (image, classifier, alpha) seen before redraws from memory. The view shows the
     reconstruction (alpha = 0), the manipulated image, their difference (own colour scale) and, if
     given, the image's real-like twin.
 
@@ -675,6 +676,7 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
     box = widgets.VBox([widgets.HBox([controls["image"], controls["classifier"]]), controls["alpha"], output])
     box.controls, box.state = controls, {}
     cache: dict = {}
+    decoded: dict = {}
     device = _model_device(model)
 
     @torch.no_grad()
@@ -691,7 +693,12 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         name, cname, a = controls["image"].value, controls["classifier"].value, float(controls["alpha"].value)
         z, x_T, recon = codes(name)
         z_new = manipulate_z(z, classifiers[cname], a)
-        out = model.decode(x_T, z_new, steps=decode_steps).cpu()
+        key = (name, cname, round(a, 6))
+        if key not in decoded:              # a view seen before redraws without decoding again
+            if len(decoded) >= 256:
+                decoded.pop(next(iter(decoded)))
+            decoded[key] = model.decode(x_T, z_new, steps=decode_steps).cpu()
+        out = decoded[key]
         state = {"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(), "recon": recon,
                  "manipulated": out, "change": float((out - recon).abs().mean()),
                  "p_real": float((judge or classifiers[cname]).predict_proba(z_new.double().cpu().numpy())[0, 1]),
