@@ -252,6 +252,10 @@ def test_manipulation_widget_redraws_on_every_control(model, classifiers):
     torch.testing.assert_close(w.state["recon"], model.decode(*reversed(_codes(model, ims["two"][None])), steps=2))
     lazy = manipulation_widget(model, ims, clfs, draw=False)
     assert lazy.state == {}
+    # the toggle's label sits beside it in its own Label (a toggle description floats above wrapped buttons)
+    row = w.children[0].children[1]
+    assert w.controls["classifier"].description == "" and row.children[0].value == "classifier"
+    assert row.children[1] is w.controls["classifier"]
 
 
 def test_manipulation_widget_decodes_each_view_once(model, classifiers, monkeypatch):

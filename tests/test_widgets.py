@@ -94,6 +94,8 @@ def test_strip_widget_shows_the_precomputed_frames(model):
     assert w.state["alpha"] == 1.0 and w.state["scores"] == {"P(real)": 0.9}
     torch.testing.assert_close(w.state["image"], strips["fixed"]["images"][2])
     assert not torch.equal(strips["fixed"]["images"][1], strips["slerp"]["images"][1])
+    label, toggle = w.children[0].children                   # the x_T label beside its toggle, not above it
+    assert label.value == "x_T" and toggle is w.controls["mode"] and toggle.description == ""
     short = interpolate(model, a, b, n_steps=2, encode_steps=2, decode_steps=2, progress=False)
     with pytest.raises(ValueError, match="other alphas"):
         strip_widget({"slerp": strips["slerp"], "short": short})

@@ -665,15 +665,18 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         missing = sorted(set(images) - set(extra)) if extra is not None else []
         if missing:
             raise ValueError(f"{name} must have an entry for every image; missing: {missing}")
+    from .viz import labelled_toggle
+
     lo, hi = alpha_range
+    clf_row, clf_toggle = labelled_toggle(list(classifiers), "classifier")
     controls = {
         "image": widgets.Dropdown(options=list(images), description="image"),
-        "classifier": widgets.ToggleButtons(options=list(classifiers), description="classifier"),
+        "classifier": clf_toggle,
         "alpha": widgets.FloatSlider(value=alpha, min=lo, max=hi, step=alpha_step, description="alpha",
                                      continuous_update=False, readout_format=".2f"),
     }
     output = widgets.Output()
-    box = widgets.VBox([widgets.HBox([controls["image"], controls["classifier"]]), controls["alpha"], output])
+    box = widgets.VBox([widgets.HBox([controls["image"], clf_row]), controls["alpha"], output])
     box.controls, box.state = controls, {}
     cache: dict = {}
     decoded: dict = {}

@@ -142,6 +142,15 @@ def show_label_maps(label_maps, titles: Sequence[str] | None = None, size: float
     return fig
 
 
+def labelled_toggle(options, label: str):
+    """``(row, toggle)``: ToggleButtons with their label in a Label beside them, not in the toggle's
+    own description, which JupyterLab lays out above the buttons when they wrap."""
+    import ipywidgets as widgets
+
+    toggle = widgets.ToggleButtons(options=options, description="", style={"button_width": "auto"})
+    return widgets.HBox([widgets.Label(label, layout=widgets.Layout(width="auto", margin="0 8px 0 0")), toggle]), toggle
+
+
 def wire_widget(box, controls: dict, redraw, draw: bool = True):
     """Call ``redraw`` whenever one of `controls` changes value, keep it as ``box.redraw`` (tests
     and static runs call it directly) and draw the first view now if `draw`. Returns `box`."""

@@ -20,7 +20,7 @@ import torch
 from .latent import plot_embedding
 from .model import alphas_cumprod, get_schedule
 from .utils import model_device
-from .viz import show_in_output, to_numpy_images, wire_widget
+from .viz import labelled_toggle, show_in_output, to_numpy_images, wire_widget
 
 __all__ = ["snr", "noising_figure", "schedule_widget", "inversion_trajectories", "trajectory_figure",
            "trajectory_widget", "strip_figure", "strip_widget", "embedding_widget"]
@@ -227,11 +227,12 @@ def strip_widget(strips: Mapping[str, Mapping], scores: Mapping[str, Mapping[str
     for name, s in strips.items():
         if len(s["images"]) != len(alphas) or not np.allclose([float(a) for a in s["alphas"]], alphas):
             raise ValueError(f"strip {name!r} has other alphas than the first strip; compute all with the same n_steps")
-    controls = {"mode": widgets.ToggleButtons(options=list(strips), description="x_T"),
+    mode_row, mode = labelled_toggle(list(strips), "x_T")
+    controls = {"mode": mode,
                 "alpha": widgets.SelectionSlider(options=[(f"{a:.2f}", i) for i, a in enumerate(alphas)],
                                                  value=0, description="alpha", continuous_update=True)}
     output = widgets.Output()
-    box = _box(controls, [controls["mode"], controls["alpha"]], output)
+    box = _box(controls, [mode_row, controls["alpha"]], output)
 
     def redraw(_=None):
         mode, i = controls["mode"].value, int(controls["alpha"].value)
