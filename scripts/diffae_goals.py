@@ -1,6 +1,7 @@
 """Does a DiffAE's z_sem carry the image? The goals of the stronger-model work, measured with the critics.
 
     python scripts/diffae_goals.py --ckpt assets/diffae_tiny.pt          # about 3 min on 2 CPU cores
+    python scripts/diffae_goals.py --prior gaussian     # random x_T ~ N(0, I), the study's protocol
 
 Prints, for held-out test phantoms of the built-in data set, each goal, its target and the value
 (see usdiff.analysis.diffae_goals); --json prints the numbers only.
@@ -33,15 +34,19 @@ def main(argv=None) -> int:
     p.add_argument("--ckpt", type=Path, default=Path("assets/diffae_tiny.pt"), help="checkpoint")
     p.add_argument("--data", type=Path, default=Path("data/builtin"), help="built-in data set")
     p.add_argument("--n", type=int, default=400, help="held-out images (half sim, half real-like)")
+    p.add_argument("--prior", default="data", choices=["data", "gaussian"],
+                   help="random x_T for goal 1: the per-pixel Gaussian x_t has at the first DDIM step "
+                        "(DiffAE.random_x_T), or N(0, I) as in the study")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     model = load_model(args.ckpt)
     critics = load_critics(nearest_critic_size(model.config.image_size))
-    r = diffae_goals(model, args.data, critics, n=args.n, progress=not args.json)
+    r = diffae_goals(model, args.data, critics, n=args.n, progress=not args.json, prior=args.prior)
     if args.json:
         print(json.dumps(r))
         return 0
-    print(f"{args.ckpt}: {r['n']} held-out test images, critics at {critics.size} px")
+    print(f"{args.ckpt}: {r['n']} held-out test images, critics at {critics.size} px, random x_T prior "
+          f"'{args.prior}'")
     for key, target, test in GOALS:
         print(f"  {key:18s} {r[key]:8.3f}   goal {target:22s} {'met' if test(r[key]) else 'not met'}")
     print(f"  (aorta Dice of the held-out images themselves: {r['dice_aorta_data']:.3f}; FD-US samples "

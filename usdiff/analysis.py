@@ -783,12 +783,13 @@ def z_swap_ratio(model, x_a, x_b, steps: int = 50, batch_size: int = 32) -> np.n
 
 
 def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap: int = 64, seed: int = 0,
-                 progress: bool = True, recon_steps: int = 100, swap_steps: int = 50) -> dict:
+                 progress: bool = True, recon_steps: int = 100, swap_steps: int = 50, prior: str = "gaussian") -> dict:
     """Does this DiffAE's ``z_sem`` carry the image? Measured on the held-out test split with the
     independent critics (never the model itself):
 
     * ``domain_kept_sim`` / ``domain_kept_real``: held-out codes decoded from *random* ``x_T``
-      (`steps` DDIM steps, the study's protocol) that the domain critic puts in their source's domain;
+      (`steps` DDIM steps, the study's protocol; `prior` as in ``DiffAE.random_x_T``: ``"gaussian"``
+      is the study's ``N(0, I)``) that the domain critic puts in their source's domain;
     * ``dice_aorta`` / ``one_aorta_rate`` of those samples against the *source* label maps, beside
       ``dice_aorta_data`` (the held-out images themselves);
     * ``fd_samples`` (FD-US of the samples vs the held-out images), ``fd_gap`` (sim vs real-like,
@@ -809,7 +810,7 @@ def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap
     half = min(half, len(sims))
     x = torch.stack([sims[i][0] for i in range(half)] + [reals[i][0] for i in range(half)])   # [-1, 1]
     labels = np.stack([sims.label_map(i) for i in range(half)] * 2)
-    fake = diffae_samples(model, x, steps=steps, seed=seed, progress=progress)                # [0, 1]
+    fake = diffae_samples(model, x, steps=steps, seed=seed, progress=progress, prior=prior)   # [0, 1]
     data = (x + 1) / 2
     p = critics.p_real(fake)
     src_real = np.r_[np.zeros(half, bool), np.ones(half, bool)]
@@ -822,7 +823,7 @@ def diffae_goals(model, data_dir, critics, n: int = 400, steps: int = 20, n_swap
     rec = reconstruction_error(model, x[:k], steps=recon_steps, progress=progress)
     perm = np.roll(np.arange(k), 1)                              # B = another phantom, same domain mix
     swap = z_swap_ratio(model, x[:k], x[perm], steps=swap_steps)
-    return {"n": 2 * half, "domain_kept_sim": float(np.mean(p[~src_real] < 0.5)),
+    return {"n": 2 * half, "prior": prior, "domain_kept_sim": float(np.mean(p[~src_real] < 0.5)),
             "domain_kept_real": float(np.mean(p[src_real] > 0.5)), "dice_aorta": seg_fake["dice_aorta"],
             "one_aorta_rate": seg_fake["one_aorta_rate"], "dice_aorta_data": seg_data["dice_aorta"],
             "fd_samples": fd_samples, "fd_gap": fd_gap, "fd_ratio": fd_samples / fd_gap,

@@ -62,7 +62,7 @@ def _sample(args):
 
     paths = sample_folder(args.ckpt, args.out, n=args.n, data_dir=args.data, images_dir=args.images,
                           steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                          domain=args.domain, fit=args.fit, overwrite=args.overwrite)
+                          domain=args.domain, fit=args.fit, overwrite=args.overwrite, prior=args.prior)
     print(f"wrote {len(paths)} samples to {args.out}")
 
 
@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="both", choices=["sim", "real", "both"],
                    help="with --data: take z_sem from this domain's images only")
     p.add_argument("--steps", type=int, default=20, help="DDIM steps (the study used 20)")
+    p.add_argument("--prior", default="gaussian", choices=["gaussian", "data"],
+                   help="random x_T: N(0, I) as in the study, or 'data': the per-pixel Gaussian x_t has at the "
+                        "first DDIM step (mean and std of the training images; keeps brightness and domain)")
     p.add_argument("--batch-size", type=int, default=32, help="images per batch")
     seed_arg(p, "seed of the random x_T")
     fit_arg(p)

@@ -64,12 +64,14 @@ def reconstruct_folder(ckpt: str | Path, images_dir: str | Path, out_dir: str | 
 def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_dir: str | Path | None = None,
                   images_dir: str | Path | None = None, split: str = "test", steps: int = 20,
                   batch_size: int = 32, seed: int = 0, device=None, progress: bool = True,
-                  domain: str = "both", fit: str = "pad", overwrite: bool = False) -> list[Path]:
+                  domain: str = "both", fit: str = "pad", overwrite: bool = False,
+                  prior: str = "gaussian") -> list[Path]:
     """Generate `n` images the way the original study did for FID.
 
     A DiffAE has no prior over ``z_sem``, so each sample decodes the ``z_sem`` of a held-out
     image (cycling through them if `n` exceeds their number) from a *random* ``x_T`` with
-    `steps` DDIM steps. ``z_sem`` comes from `images_dir` (any folder) or from the `split`
+    `steps` DDIM steps (`prior`: ``"gaussian"``, the study's ``N(0, I)``, or ``"data"``; see
+    ``DiffAE.random_x_T``). ``z_sem`` comes from `images_dir` (any folder) or from the `split`
     of the built-in data set at `data_dir` (`domain` ``"sim" | "real" | "both"``); a `data_dir`
     without a manifest is read as your own ``ROOT/sim`` + ``ROOT/real`` folders (all images).
 
@@ -92,6 +94,10 @@ def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_
         raise ValueError(f"n must be >= 1, got {n}")
     device = get_device(device)
     model = load_model(ckpt, device=device)
+    if prior == "data" and model.data_mean is None:
+        raise ValueError(f"prior='data' needs a checkpoint with the training images' statistics; {ckpt} has "
+                         "none (checkpoints from this version's Trainer and save_pretrained carry them); "
+                         "use prior='gaussian'")
     size = model.config.image_size
     if domain not in ("sim", "real", "both"):
         raise ValueError(f"domain must be 'sim', 'real' or 'both', got {domain!r}")
@@ -120,7 +126,8 @@ def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_
     while len(written) < n:
         for _, x0 in _batches(dataset, batch_size):
             x0 = x0[: n - len(written)]
-            images = diffae_samples(model, x0, steps=steps, batch_size=batch_size, seed=seed + len(written))
+            images = diffae_samples(model, x0, steps=steps, batch_size=batch_size, seed=seed + len(written),
+                                    prior=prior)
             first = len(written) % len(dataset)
             repeat = len(written) // len(dataset)
             stems = names[first:first + len(x0)]

@@ -182,6 +182,8 @@ class Trainer:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than batch_size={cfg.batch_size}"
                              + (f" x {self.world_size} processes" if self.world_size > 1 else ""))
         self.model = model.to(self.device)
+        if self.model.data_mean is None:      # for random_x_T(prior="data"); before the EMA copy
+            self.model.set_data_stats(dataset_images(dataset))
         self.ddp = None
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -345,6 +347,7 @@ class Trainer:
             "data_position": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
             "rng": _get_rng_state(self.noise_generator),
             "history": list(self.history),
+            "data_stats": self.model.data_stats(),
         }
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -386,6 +389,8 @@ class Trainer:
         self.epoch = ckpt["data_position"]["epoch"]
         self.batch_in_epoch = ckpt["data_position"]["batch_in_epoch"]
         self.history = list(ckpt["history"])
+        _set_data_stats(self.model, ckpt)
+        _set_data_stats(self.ema.model, ckpt)
         _set_rng_state(ckpt["rng"], self.noise_generator)
         return self
 
@@ -471,7 +476,26 @@ def load_model(ckpt_path: str | Path, device=None, use_ema: bool = True) -> Diff
     else:
         state = ckpt["ema"]["shadow"] if use_ema else ckpt["model"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    _set_data_stats(model, ckpt)
     return model.to(get_device(device)).eval()
+
+
+def _set_data_stats(model: DiffAE, ckpt: dict) -> None:
+    """Put a checkpoint's per-pixel data statistics (if it has them) on `model`."""
+    stats = ckpt.get("data_stats")
+    if stats is not None:
+        model.data_mean = stats["mean"].float().to(model.device)
+        model.data_std = stats["std"].float().to(model.device)
+
+
+def dataset_images(dataset, n: int = 2048) -> torch.Tensor:
+    """Up to `n` images ``(n, C, H, W)`` evenly spaced through `dataset` (deterministic), e.g. for
+    :meth:`DiffAE.set_data_stats`."""
+    if len(dataset) < 2:
+        raise ValueError(f"dataset must hold at least 2 images, got {len(dataset)}")
+    idx = np.unique(np.linspace(0, len(dataset) - 1, min(n, len(dataset))).round().astype(int))
+    items = [dataset[int(i)] for i in idx]
+    return torch.stack([it[0] if isinstance(it, (list, tuple)) else it for it in items])
 
 
 def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Path:
@@ -495,8 +519,8 @@ def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Pa
                for k, v in model.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": PRETRAINED_FORMAT, "config": model.config.to_dict(), "weights": weights, "step": step},
-               path)
+    torch.save({"format": PRETRAINED_FORMAT, "config": model.config.to_dict(), "weights": weights, "step": step,
+                "data_stats": model.data_stats()}, path)
     return path
 
 

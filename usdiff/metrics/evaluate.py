@@ -260,13 +260,16 @@ def fid_bias_curve(features_a, features_b, ns: Sequence[int], repeats: int = 5, 
 
 @torch.no_grad()
 def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: int = 0,
-                   value_range: tuple[float, float] = (-1.0, 1.0), progress: bool = False) -> torch.Tensor:
+                   value_range: tuple[float, float] = (-1.0, 1.0), progress: bool = False,
+                   prior: str = "gaussian") -> torch.Tensor:
     """The original study's FID samples: each image's ``z_sem`` decoded from a *random* ``x_T``.
 
     Args:
         model: a DiffAE (``encode``, ``decode(x_T, z_sem, steps)``, ``config.image_size``).
         images: held-out images ``(N, 1, H, W)`` in `value_range` (resized to the model's size).
         steps: DDIM steps (the study used 20).
+        prior: ``"gaussian"`` (``x_T ~ N(0, I)``, the study's) or ``"data"`` (the per-pixel
+            Gaussian that x_t has at the first DDIM timestep; see ``DiffAE.random_x_T``).
 
     Returns:
         Generated images ``(N, 1, S, S)`` on the CPU, in ``[0, 1]``.
@@ -291,7 +294,7 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)
         z = model.encode(x * 2.0 - 1.0)
-        x_t = torch.randn((len(x), 1, size, size), generator=generator).to(device)
+        x_t = model.random_x_T(len(x), steps=steps, prior=prior, generator=generator).to(device)
         out.append(((model.decode(x_t, z, steps=steps) + 1.0) / 2.0).clamp(0, 1).cpu())
         bar.update(len(x))
     bar.close()

@@ -53,6 +53,9 @@ class DiffAE(nn.Module):
         self.config = config
         # alpha_bar_t as a (non-persistent) buffer, for plots and for users; the math uses float64
         self.register_buffer("alphas_cumprod", scheduler.alphas_cumprod.float(), persistent=False)
+        # per-pixel mean and std of the training images (set_data_stats), for the "data" prior of x_T
+        self.register_buffer("data_mean", None, persistent=False)
+        self.register_buffer("data_std", None, persistent=False)
 
     @classmethod
     def from_config(cls, config: DiffAEConfig) -> DiffAE:
@@ -276,10 +279,74 @@ class DiffAE(nn.Module):
                                      fixed_point_iters=fixed_point_iters)
         return self.decode(x_T, z_sem, steps=decode_steps or steps, progress=progress)
 
+    # ---- the prior of x_T ---------------------------------------------------------------------
+
+    @torch.no_grad()
+    def set_data_stats(self, images: torch.Tensor) -> DiffAE:
+        """Store the per-pixel mean and standard deviation of training `images` ``(N, C, H, W)`` in
+        [-1, 1] (N >= 2), for ``random_x_T(prior="data")``. Saved with the model's checkpoints.
+
+        Raises:
+            ValueError: if `images` is not ``(N >= 2, C, H, W)`` at this model's size and channels.
+        """
+        images = torch.as_tensor(images)
+        c = self.config
+        want = (c.in_channels, c.image_size, c.image_size) if c is not None else tuple(images.shape[1:])
+        if images.ndim != 4 or images.shape[0] < 2 or tuple(images.shape[1:]) != want:
+            raise ValueError(f"images must be (N >= 2, {', '.join(map(str, want))}), got shape {tuple(images.shape)}")
+        x = images.detach().double()
+        self.data_mean = x.mean(0, keepdim=True).float().to(self.device)
+        self.data_std = x.std(0, keepdim=True).float().to(self.device)
+        return self
+
+    def data_stats(self) -> dict | None:
+        """``{"mean", "std"}`` (each ``(1, C, H, W)``, on the CPU) set by :meth:`set_data_stats`, or None."""
+        if self.data_mean is None:
+            return None
+        return {"mean": self.data_mean.detach().cpu().clone(), "std": self.data_std.detach().cpu().clone()}
+
+    def random_x_T(self, n: int, steps: int = 20, prior: str = "gaussian",
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+        """A random stochastic code for decoding with `steps` DDIM steps: ``(n, C, H, W)`` on the CPU.
+
+        ``prior="gaussian"``: ``x_T ~ N(0, I)``, the convention of DDIM, DiffAE and the original study.
+
+        ``prior="data"``: the Gaussian with the per-pixel mean and variance that x_t really has at
+        the first timestep t_0 of the sampling grid,
+        ``x_T = sqrt(abar_t0) * (m + s * e1) + sqrt(1 - abar_t0) * e2`` with m, s the per-pixel mean
+        and std of the training images (:meth:`set_data_stats`) and e1, e2 ~ N(0, I). DDIM's
+        "leading" grid starts at t_0 = T - T/steps (950 of 1000 for 20 steps), where the cosine
+        schedule still keeps sqrt(abar) = 0.076 of the image: a model trained on such x_t reads the
+        image's brightness and background from x_T's low frequencies, which N(0, I) sets to mid-grey.
+        Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed" (WACV 2024) name
+        this signal leak; Everaert et al., "Exploiting the Signal-Leak Bias in Diffusion Models"
+        (WACV 2024) sample x_T with it. The statistics are of both domains together, so the prior
+        says nothing about which domain to draw.
+
+        Raises:
+            ValueError: for an unknown `prior`, or ``"data"`` on a model without data statistics.
+        """
+        c = self.config
+        shape = (n, c.in_channels, c.image_size, c.image_size)
+        if prior == "gaussian":
+            return torch.randn(shape, generator=generator)
+        if prior != "data":
+            raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
+        if self.data_mean is None:
+            raise ValueError("prior='data' needs the training images' statistics, which this model does not "
+                             "have: call model.set_data_stats(train_images) (checkpoints written by this "
+                             "version's Trainer and save_pretrained carry them), or use prior='gaussian'")
+        t0 = int(self.scheduler.set_timesteps(steps)[0])
+        ab = float(self.scheduler.alphas_cumprod[t0])
+        e1, e2 = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
+        mean, std = self.data_mean.cpu(), self.data_std.cpu()
+        return ab ** 0.5 * (mean + std * e1) + (1.0 - ab) ** 0.5 * e2
+
     @torch.no_grad()
     def sample(self, n: int, z_sem: torch.Tensor | None = None, steps: int = 20,
-               generator: torch.Generator | None = None, eta: float = 0.0, progress: bool = False) -> torch.Tensor:
-        """Decode `n` random ``x_T ~ N(0, I)`` with the given semantic codes.
+               generator: torch.Generator | None = None, eta: float = 0.0, progress: bool = False,
+               prior: str = "gaussian") -> torch.Tensor:
+        """Decode `n` random ``x_T`` (:meth:`random_x_T` with `prior`) with the given semantic codes.
 
         A DiffAE has no prior over z_sem (upstream trains a separate latent DDIM for that), so
         `z_sem` is required: ``(n, z_dim)``, or ``(1, z_dim)`` to vary only the details of one image.
@@ -295,8 +362,7 @@ class DiffAE(nn.Module):
                              "take it from images with model.encode(x0)")
         if z_sem.ndim == 2 and z_sem.shape[0] == 1 and n > 1:
             z_sem = z_sem.expand(n, -1)
-        c = self.config
-        x_T = torch.randn((n, c.in_channels, c.image_size, c.image_size), generator=generator)
+        x_T = self.random_x_T(n, steps=steps, prior=prior, generator=generator)
         x_T = x_T.to(device=z_sem.device, dtype=z_sem.dtype)
         return self.decode(x_T, z_sem, steps=steps, eta=eta, generator=generator, progress=progress)
 
