@@ -49,6 +49,9 @@ def main(argv=None) -> int:
           f"'{args.prior}'")
     for key, target, test in GOALS:
         print(f"  {key:18s} {r[key]:8.3f}   goal {target:22s} {'met' if test(r[key]) else 'not met'}")
+    print(f"  texture kept (a second judge, no goal): sim codes {r['texture_kept_sim']:.3f}, real-like codes "
+          f"{r['texture_kept_real']:.3f} (fine_texture inside the sector vs the midpoint {r['texture_cut']:.4f} "
+          "of the held-out medians)")
     print(f"  (aorta Dice of the held-out images themselves: {r['dice_aorta_data']:.3f}; FD-US samples "
           f"{r['fd_samples']:.2f} vs sim-real gap {r['fd_gap']:.2f})")
     return 0

@@ -369,3 +369,20 @@ def test_the_shipped_checkpoint_decodes_with_z_sem():
     x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1
     ratio = z_swap_ratio(model, x, torch.roll(x, 1, 0), steps=20)
     assert np.median(ratio) > 0.3, ratio
+
+
+def test_fine_texture_closed_forms_and_mask():
+    from usdiff.analysis import fine_texture
+
+    flat = torch.full((1, 1, 8, 8), 0.3)
+    assert fine_texture(flat)[0] == pytest.approx(0.0, abs=1e-7)
+    yy, xx = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    checker = (0.5 * (-1.0) ** (yy + xx)).float()[None, None]
+    interior = np.zeros((8, 8), bool)
+    interior[1:-1, 1:-1] = True
+    # a 3x3 box around any interior pixel holds 5 of its sign and 4 of the other: |a - a/9| = 8a/9
+    assert fine_texture(checker, interior)[0] == pytest.approx(8 * 0.5 / 9, rel=1e-6)
+    noisy = flat + 0.2 * torch.randn((1, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    assert fine_texture(torch.cat([flat, noisy]))[1] > 0.05
+    with pytest.raises(ValueError, match="mask must be a non-empty"):
+        fine_texture(flat, np.zeros((8, 8), bool))
