@@ -231,3 +231,5 @@ def test_diffae_samples_use_random_x_t_per_seed():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="images must be"):
             diffae_samples(model, torch.rand(6, 16, 16))
+        with pytest.raises(ValueError, match="prior must be"):
+            diffae_samples(model, held_out, prior="uniform")

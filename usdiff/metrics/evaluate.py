@@ -281,6 +281,8 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
         raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(images.shape)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if prior not in ("gaussian", "data"):
+        raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
     size = int(model.config.image_size)
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -294,7 +296,10 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
             x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                                 antialias=True)
         z = model.encode(x * 2.0 - 1.0)
-        x_t = model.random_x_T(len(x), steps=steps, prior=prior, generator=generator).to(device)
+        if prior == "gaussian":   # N(0, I): any object with encode / decode / config will do
+            x_t = torch.randn((len(x), 1, size, size), generator=generator).to(device)
+        else:
+            x_t = model.random_x_T(len(x), steps=steps, prior=prior, generator=generator).to(device)
         out.append(((model.decode(x_t, z, steps=steps) + 1.0) / 2.0).clamp(0, 1).cpu())
         bar.update(len(x))
     bar.close()
