@@ -52,15 +52,30 @@ def test_prior_errors_name_the_problem():
         model.set_data_stats(torch.zeros(1, 1, 16, 16))
 
 
+class CountingDataset(torch.utils.data.Dataset):
+    """Counts the images read from it."""
+
+    def __init__(self, data):
+        self.data, self.reads = data, 0
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.data[i]
+
+
 def test_trainer_stores_the_statistics_and_every_checkpoint_carries_them(tmp_path):
     data = blobs()
     torch.manual_seed(0)
     trainer = Trainer(DiffAE.from_config(model_config()), data, train_config(), tmp_path, device="cpu", progress=False)
+    assert trainer.model.data_mean is None                 # computed when first needed, not at start-up
+    trainer.fit(2)
     want = dataset_images(data)
     assert len(want) == len(data)                          # a small data set: all of its images
     assert torch.allclose(trainer.model.data_mean, want.mean(0, keepdim=True), atol=1e-6)
     assert torch.equal(trainer.ema.model.data_mean, trainer.model.data_mean)
-    trainer.fit(2)
     for path in (trainer.ckpt_path, save_pretrained(trainer, tmp_path / "small.pt")):
         loaded = load_model(path, device="cpu")
         assert torch.equal(loaded.data_mean, trainer.model.data_mean), path
@@ -68,6 +83,20 @@ def test_trainer_stores_the_statistics_and_every_checkpoint_carries_them(tmp_pat
     resumed = Trainer(DiffAE.from_config(model_config()), blobs(seed=1), train_config(), tmp_path, device="cpu",
                       progress=False).resume()
     assert torch.equal(resumed.model.data_mean, trainer.model.data_mean)   # the checkpoint's, not blobs(seed=1)'s
+    counting = CountingDataset(blobs(seed=1))
+    resumed = Trainer(DiffAE.from_config(model_config()), counting, train_config(), tmp_path, device="cpu",
+                      progress=False).resume()
+    resumed.save(tmp_path / "again.pt")
+    assert counting.reads == 0                             # resuming reads no images for statistics it replaces
+    assert torch.equal(load_model(tmp_path / "again.pt", device="cpu").data_std, trainer.model.data_std)
+
+
+def test_a_checkpoint_saved_before_training_has_the_statistics_too(tmp_path):
+    data = blobs()
+    trainer = Trainer(DiffAE.from_config(model_config()), data, train_config(), tmp_path, device="cpu", progress=False)
+    loaded = load_model(trainer.save(), device="cpu")
+    assert torch.allclose(loaded.data_mean, dataset_images(data).mean(0, keepdim=True), atol=1e-6)
+    assert torch.equal(trainer.ema.model.data_std, trainer.model.data_std)
 
 
 def test_dataset_images_are_evenly_spaced_and_checked():

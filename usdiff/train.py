@@ -182,8 +182,6 @@ class Trainer:
             raise ValueError(f"the data set has {len(dataset)} images, fewer than batch_size={cfg.batch_size}"
                              + (f" x {self.world_size} processes" if self.world_size > 1 else ""))
         self.model = model.to(self.device)
-        if self.model.data_mean is None:      # for random_x_T(prior="data"); before the EMA copy
-            self.model.set_data_stats(dataset_images(dataset))
         self.ddp = None
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
@@ -296,6 +294,7 @@ class Trainer:
         if steps < 0:
             raise ValueError(f"steps must be >= 0, got {steps}")
         cfg = self.cfg
+        self._ensure_data_stats()
         batches = self._batches()
         with tqdm(total=steps, desc="train", disable=not self.progress or self.rank != 0, dynamic_ncols=True) as bar:
             for _ in range(steps):
@@ -335,7 +334,18 @@ class Trainer:
 
     # ---- checkpoints --------------------------------------------------------------------------
 
+    def _ensure_data_stats(self) -> None:
+        """Give the model and its EMA copy the training images' per-pixel statistics (for
+        ``random_x_T(prior="data")``) unless they have them: a resumed checkpoint brings its own, so
+        they are computed only when first needed, never read and then thrown away."""
+        if self.model.data_mean is None:
+            self.model.set_data_stats(dataset_images(self.dataset))
+        if self.ema.model.data_mean is None:   # set together: EMA.update pairs the two models' buffers
+            self.ema.model.data_mean = self.model.data_mean.clone()
+            self.ema.model.data_std = self.model.data_std.clone()
+
     def state_dict(self) -> dict:
+        self._ensure_data_stats()
         return {
             "config": self.model.config.to_dict(),
             "train_config": self.cfg.to_dict(),
@@ -508,6 +518,7 @@ def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Pa
     """
     step = None
     if isinstance(model_or_trainer, Trainer):
+        model_or_trainer._ensure_data_stats()
         model, step = model_or_trainer.ema.model, model_or_trainer.step
     elif isinstance(model_or_trainer, EMA):
         model = model_or_trainer.model
