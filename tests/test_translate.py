@@ -133,6 +133,22 @@ def test_interpolation_validation(model):
         interpolate(model, x, x, x_T_path="cubic", progress=False)
 
 
+def test_interpolation_random_x_T_is_drawn_from_the_prior(model):
+    import copy
+
+    x = images(2, seed=3)
+    kw = dict(n_steps=3, encode_steps=STEPS, decode_steps=STEPS, progress=False, x_T="random")
+    with pytest.raises(ValueError, match="prior must be 'gaussian' or 'data', got 'uniform'"):
+        interpolate(model, x[0], x[1:], prior="uniform", **kw)
+    with pytest.raises(ValueError, match="set_data_stats"):      # no statistics on this model: said, not guessed
+        interpolate(copy.deepcopy(model), x[0], x[1:], prior="data", **kw)
+    with_stats = copy.deepcopy(model).set_data_stats(images(6, seed=1))
+    for prior in ("gaussian", "data"):
+        out = interpolate(with_stats, x[0], x[1:], prior=prior, generator=torch.Generator().manual_seed(4), **kw)
+        want = with_stats.random_x_T(2, steps=STEPS, prior=prior, generator=torch.Generator().manual_seed(4))
+        torch.testing.assert_close(out["x_T"][[0, -1]], want)
+
+
 def test_interpolation_x_T_paths(model):
     x = images(2, seed=3)
     kw = dict(n_steps=3, encode_steps=STEPS, decode_steps=STEPS, progress=False)

@@ -2,6 +2,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,10 @@ def test_inversion_trajectories_end_at_the_reconstruction(model):
     assert (tr["inverted x_T"]["x0"][-1] - tr["random x_T"]["x0"][-1]).abs().mean() > 1e-3
     fig = trajectory_figure(tr, 3, image=x)
     assert len(fig.axes) == 6
+    with_stats = copy.deepcopy(model).set_data_stats(torch.stack([image(s) for s in range(4)]))
+    tr = inversion_trajectories(with_stats, x, steps=4, seed=2, prior="data")
+    want = with_stats.random_x_T(1, steps=4, prior="data", generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(tr["random x_T"]["x_t"][0], want)      # the trajectory starts at the prior's draw
     with pytest.raises(ValueError, match=r"step must be in \[0, 3\]"):
         trajectory_figure(tr, 4)
 

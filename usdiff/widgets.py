@@ -117,13 +117,14 @@ def schedule_widget(image, schedules: Sequence[str] = ("linear", "cosine"), T: i
 # ---- how an image forms: x0_hat along the reverse trajectory ------------------------------------
 
 @torch.no_grad()
-def inversion_trajectories(model, x0, steps: int = 20, seed: int = 0) -> dict[str, dict]:
-    """Decode one image's ``z_sem`` from its own inverted ``x_T`` and from a random ``x_T``, keeping
-    every step (:meth:`usdiff.model.DiffAE.decode_trajectory`): ``{"inverted x_T": ..., "random x_T": ...}``."""
+def inversion_trajectories(model, x0, steps: int = 20, seed: int = 0, prior: str = "gaussian") -> dict[str, dict]:
+    """Decode one image's ``z_sem`` from its own inverted ``x_T`` and from a random ``x_T`` (drawn from
+    `prior`, see :meth:`usdiff.model.DiffAE.random_x_T`), keeping every step
+    (:meth:`usdiff.model.DiffAE.decode_trajectory`): ``{"inverted x_T": ..., "random x_T": ...}``."""
     x = _one_image(x0).to(model_device(model))
     z = model.encode(x)
-    starts = {"inverted x_T": model.encode_stochastic(x, z, steps=steps),
-              "random x_T": torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)}
+    random_x_T = model.random_x_T(1, steps=steps, prior=prior, generator=torch.Generator().manual_seed(seed))
+    starts = {"inverted x_T": model.encode_stochastic(x, z, steps=steps), "random x_T": random_x_T.to(x)}
     return {name: {k: v.cpu() for k, v in model.decode_trajectory(x_T, z, steps=steps).items()}
             for name, x_T in starts.items()}
 

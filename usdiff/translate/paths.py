@@ -104,7 +104,8 @@ X_T_PATHS = ("slerp", "lerp", "fixed")
 def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
                 decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
                 generator: torch.Generator | None = None, batch_size: int | None = None,
-                progress: bool = True, fixed_point_iters: int = 0, x_T_path: str = "slerp") -> dict:
+                progress: bool = True, fixed_point_iters: int = 0, x_T_path: str = "slerp",
+                prior: str = "gaussian") -> dict:
     """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
 
     ``z(alpha) = (1 - alpha) z_a + alpha z_b`` and ``x_T(alpha) = slerp(x_T_a, x_T_b, alpha)`` for
@@ -116,12 +117,16 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         x_a, x_b: one image each, ``(1, 1, H, W)`` / ``(1, H, W)`` / ``(H, W)`` in [-1, 1].
         n_steps: number of images on the path (>= 2).
         x_T: None: DDIM inversion of each input with its own ``z_sem`` (`encode_steps`);
-            ``"random"``: two Gaussian ``x_T`` (from `generator`); or a ``(2, 1, H, W)`` tensor.
+            ``"random"``: two random ``x_T`` (from `generator`, drawn from `prior`); or a
+            ``(2, 1, H, W)`` tensor.
         batch_size: decode this many at once (default: all).
         fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
         x_T_path: how ``x_T`` moves: ``"slerp"`` (the study; keeps the norm of Gaussian noise),
             ``"lerp"`` (straight line: the midpoint's norm shrinks by up to sqrt(2), a blurrier image),
             or ``"fixed"`` (the source's ``x_T`` all along: only ``z_sem`` moves).
+        prior: the distribution of ``x_T="random"``: ``"gaussian"`` (N(0, I), the study's) or
+            ``"data"`` (the Gaussian x_t really has at the first of `decode_steps` DDIM steps; see
+            :meth:`usdiff.model.DiffAE.random_x_T`).
 
     Returns:
         dict with ``images`` ``(n_steps, 1, H, W)`` in [-1, 1], ``alphas`` ``(n_steps,)``,
@@ -131,6 +136,8 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
     if x_T_path not in X_T_PATHS:
         raise ValueError(f"x_T_path must be one of {X_T_PATHS}, got {x_T_path!r}")
+    if prior not in ("gaussian", "data"):
+        raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
     device = _model_device(model)
     x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
@@ -140,7 +147,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
     elif isinstance(x_T, str):
         if x_T != "random":
             raise ValueError(f"x_T must be None, 'random' or a (2, C, H, W) tensor, got {x_T!r}")
-        xt = torch.randn(x.shape, generator=generator).to(device=device, dtype=x.dtype)
+        xt = model.random_x_T(2, steps=decode_steps, prior=prior, generator=generator).to(device=device, dtype=x.dtype)
     else:
         if tuple(x_T.shape) != tuple(x.shape):
             raise ValueError(f"x_T must have shape {tuple(x.shape)}, got {tuple(x_T.shape)}")
