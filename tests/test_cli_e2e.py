@@ -54,10 +54,26 @@ def test_version_and_module_entry_point():
     assert ok(usdiff("--version")).stdout.strip() == f"usdiff {__version__}"
 
 
+COMMANDS = (("train",), ("reconstruct",), ("sample",), ("fid",), ("evaluate",), ("direction", "fit"),
+            ("translate",), ("downstream",), ("data", "ensure"))
+
+
 def test_help_shows_defaults_without_rst_markup():
-    for cmd in ("train", "reconstruct", "sample", "fid", "evaluate", "translate"):
-        out = ok(usdiff(cmd, "--help")).stdout
+    top = ok(usdiff("--help")).stdout                   # the listing %-formats every sub-command's help
+    for cmd in COMMANDS:
+        assert f"    {cmd[0]}" in top, cmd
+    assert "95 % intervals" in top                      # a literal percent sign survives the formatting
+    for cmd in COMMANDS:
+        out = ok(usdiff(*cmd, "--help")).stdout
         assert "``" not in out and "(default:" in out, cmd
+
+
+def test_help_and_version_answer_without_importing_torch():
+    code = ("import sys\nfrom usdiff.cli import main\nfor argv in (['--version'], ['--help'], ['train', '--help']):\n"
+            "    try:\n        main(argv)\n    except SystemExit:\n        pass\nprint('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
     assert "total step count" in ok(usdiff("train", "--help")).stdout
 
 

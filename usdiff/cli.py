@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .utils import is_fast
 
 DEFAULT_DATA = Path("data/builtin")
 FAST_DATA = Path("data/builtin_fast")
@@ -25,6 +24,7 @@ def _data_generate(args):
 
 def _data_ensure(args):
     from .data import ensure_dataset
+    from .utils import is_fast
 
     fast = is_fast()
     root = args.out or (FAST_DATA if fast else DEFAULT_DATA)
@@ -89,6 +89,7 @@ def _direction_fit(args):
 
 def _evaluate(args):
     from .metrics.judge import evaluate_folders
+    from .utils import is_fast
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
     report = evaluate_folders(args.real, args.fake, labels_dir=args.labels, n=args.n, size=args.size,
@@ -120,6 +121,7 @@ def format_evaluation(report: dict) -> str:
 
 def _downstream(args):
     from .downstream import downstream_table, run_downstream
+    from .utils import is_fast
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
     steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
@@ -185,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help, parent=sub):
-        p = parent.add_parser(name, help=help, description=help, formatter_class=_Formatter)
+        # argparse %-formats a sub-command's help in the parent's listing (not its description)
+        p = parent.add_parser(name, help=help.replace("%", "%%"), description=help, formatter_class=_Formatter)
         p.set_defaults(func=func)
         return p
 
