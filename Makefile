@@ -1,6 +1,6 @@
 # usdiff: two commands on a fresh machine.
 #   make demo   install into .venv, build the built-in data set, execute the notebooks in order
-#   make test   install into .venv, run the unit tests and every notebook under nbval (quick mode)
+#   make test   install into .venv, run the unit tests and every notebook under nbval (quick mode, JOBS=2 workers)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,6 +10,9 @@ OUT    ?= outputs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # FAST=1 make demo runs the quick (CI-sized) variant of every notebook.
 FAST   ?= 0
+# make test runs JOBS pytest-xdist workers with one thread each; every notebook (and every test module)
+# stays on one worker, in order. The quick data set is built first so that no two notebooks build it at once.
+JOBS   ?= 2
 
 .PHONY: install test lint demo data notebooks lab bench clean
 
@@ -25,7 +28,9 @@ lint: $(STAMP)
 	$(PY) -m ruff check usdiff tests benchmarks scripts
 
 test: $(STAMP) lint
-	USDIFF_FAST=1 MPLBACKEND=Agg $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
+	USDIFF_FAST=1 $(PY) -m usdiff.cli data ensure
+	USDIFF_FAST=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 $(PY) -m pytest tests $(NOTEBOOKS) --nbval-lax --nbval-cell-timeout=900 \
+		-n $(JOBS) --dist loadscope -p no:cacheprovider
 
 data: $(STAMP)
 	USDIFF_FAST=$(FAST) $(PY) -m usdiff.cli data ensure

@@ -1,17 +1,14 @@
 """Pytest hooks shared by the unit tests and the notebooks run under nbval."""
 from collections import defaultdict
 
-import pytest
-
 _NOTEBOOK_SECONDS: dict[str, float] = defaultdict(float)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    yield
-    path = str(item.fspath)
+def pytest_runtest_logreport(report):
+    """Adds up each notebook's time (setup, call, teardown); also sees the reports of pytest-xdist workers."""
+    path = report.nodeid.split("::", 1)[0]
     if path.endswith(".ipynb"):
-        _NOTEBOOK_SECONDS[path.rsplit("/", 1)[-1]] += call.stop - call.start
+        _NOTEBOOK_SECONDS[path.rsplit("/", 1)[-1]] += report.duration
 
 
 def pytest_terminal_summary(terminalreporter):
