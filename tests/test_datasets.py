@@ -92,6 +92,49 @@ def test_ensure_dataset_reuses_or_regenerates(builtin, tmp_path, capsys):
     assert "does not exist yet" in capsys.readouterr().out
 
 
+def test_a_new_data_set_appears_only_when_complete(tmp_path, monkeypatch, capsys):
+    """ensure_dataset writes a new data set beside `root` and renames it into place, so that notebooks
+    run side by side never read each other's half-written files; a process that loses the race uses
+    the winner's identical copy."""
+    import pathlib
+
+    import usdiff.data.generate as gen
+
+    real_generate, calls = gen.generate_dataset, []
+
+    def watched(out, **kw):
+        calls.append((pathlib.Path(out), (tmp_path / "shared").exists()))
+        return real_generate(out, **kw)
+
+    monkeypatch.setattr(gen, "generate_dataset", watched)
+    root = gen.ensure_dataset(tmp_path / "shared", n=6, size=24, seed=2, workers=1, progress=False)
+    [(written_to, root_existed)] = calls
+    assert written_to != root and written_to.parent == tmp_path and not root_existed
+    direct = real_generate(tmp_path / "direct", n=6, size=24, seed=2, workers=1, progress=False)
+    assert _tree_bytes(root) == _tree_bytes(direct)
+
+    def loses_the_race(out, **kw):             # another process finishes the same data set meanwhile
+        real_generate(out, **kw)
+        real_generate(tmp_path / "late", **kw)
+        return out
+
+    monkeypatch.setattr(gen, "generate_dataset", loses_the_race)
+    capsys.readouterr()
+    gen.ensure_dataset(tmp_path / "late", n=6, size=24, seed=2, workers=1, progress=False)
+    assert "another process wrote the same data set" in capsys.readouterr().out
+    assert _tree_bytes(tmp_path / "late") == _tree_bytes(direct)
+
+    def loses_to_another_set(out, **kw):       # ... or a different one: said, not silently used
+        real_generate(out, **kw)
+        real_generate(tmp_path / "other", **{**kw, "n": 4})
+        return out
+
+    monkeypatch.setattr(gen, "generate_dataset", loses_to_another_set)
+    with pytest.raises(FileExistsError, match="appeared while this data set was being generated"):
+        gen.ensure_dataset(tmp_path / "other", n=6, size=24, seed=2, workers=1, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct", "late", "other", "shared"]   # no leftovers
+
+
 def test_manifest_and_argument_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_manifest(tmp_path / "nowhere")

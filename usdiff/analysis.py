@@ -665,7 +665,7 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         missing = sorted(set(images) - set(extra)) if extra is not None else []
         if missing:
             raise ValueError(f"{name} must have an entry for every image; missing: {missing}")
-    from .viz import labelled_toggle
+    from .viz import labelled_toggle, wire_widget
 
     lo, hi = alpha_range
     clf_row, clf_toggle = labelled_toggle(list(classifiers), "classifier")
@@ -716,8 +716,6 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         box.state.clear()
         box.state.update(state)
         _show_in_output(output, _manipulation_figure(state, twins[name] if twins is not None else None))
-
-    from .viz import wire_widget
 
     return wire_widget(box, controls, redraw, draw)
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
+import tempfile
 from functools import partial
 from pathlib import Path
 
@@ -207,7 +209,12 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
                    splits: tuple[float, float, float] = (0.8, 0.1, 0.1), workers: int | None = None,
                    progress: bool = True) -> Path:
     """Reuse the data set at `root` when its manifest matches ``(n, size, seed, splits)`` and all
-    files are there, else (re)generate it; prints which and why. Returns `root` as a Path."""
+    files are there, else (re)generate it; prints which and why. Returns `root` as a Path.
+
+    A data set that does not exist yet is written to a private folder beside `root` and renamed
+    into place when complete, so several processes (notebooks run side by side) may ask for the
+    same one: each sees either no folder or a complete one, never another's half-written files.
+    """
     root = Path(root)
     reason = _mismatch(root, n, size, seed, splits)
     if reason is None:
@@ -215,4 +222,21 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
         return root
     print(f"usdiff: generating the built-in data set at {root} (n={n}, size={size}, seed={seed}) "
           f"because {reason}")
-    return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
+    if root.exists():
+        return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        generate_dataset(private, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
+        try:
+            private.rename(root)
+        except OSError:                    # another process put a data set there first
+            other = _mismatch(root, n, size, seed, splits)
+            if other is not None:
+                raise FileExistsError(f"{root} appeared while this data set was being generated and is not "
+                                      f"the same one ({other}); remove it or choose another folder") from None
+            print(f"usdiff: another process wrote the same data set to {root} first; using it")
+    finally:
+        if private.exists():
+            shutil.rmtree(private)
+    return root
