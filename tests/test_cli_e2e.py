@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ENV = {**os.environ, "USDIFF_FAST": "1", "PYTHONWARNINGS": "ignore"}
+ENV = {**os.environ, "USDIFF_FAST": "1", "PYTHONWARNINGS": "ignore", "COLUMNS": "200"}   # help text unwrapped
 
 
 def usdiff(*args, cwd=None):
@@ -66,6 +66,7 @@ def test_help_shows_defaults_without_rst_markup():
     for cmd in COMMANDS:
         out = ok(usdiff(*cmd, "--help")).stdout
         assert "``" not in out and "(default:" in out, cmd
+    assert "total step count" in ok(usdiff("train", "--help")).stdout
 
 
 def test_help_and_version_answer_without_importing_torch():
@@ -74,7 +75,6 @@ def test_help_and_version_answer_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
-    assert "total step count" in ok(usdiff("train", "--help")).stdout
 
 
 def test_train_refuses_to_overwrite_a_run_and_resumes_to_a_total(world):

@@ -112,6 +112,10 @@ def test_a_new_data_set_appears_only_when_complete(tmp_path, monkeypatch, capsys
     assert written_to != root and written_to.parent == tmp_path and not root_existed
     direct = real_generate(tmp_path / "direct", n=6, size=24, seed=2, workers=1, progress=False)
     assert _tree_bytes(root) == _tree_bytes(direct)
+    assert root.stat().st_mode & 0o777 == direct.stat().st_mode & 0o777      # as readable as a folder made directly
+    (tmp_path / "empty").mkdir()                                             # an empty folder counts as new
+    gen.ensure_dataset(tmp_path / "empty", n=6, size=24, seed=2, workers=1, progress=False)
+    assert calls[-1][0] != tmp_path / "empty" and _tree_bytes(tmp_path / "empty") == _tree_bytes(direct)
 
     def loses_the_race(out, **kw):             # another process finishes the same data set meanwhile
         real_generate(out, **kw)
@@ -132,7 +136,7 @@ def test_a_new_data_set_appears_only_when_complete(tmp_path, monkeypatch, capsys
     monkeypatch.setattr(gen, "generate_dataset", loses_to_another_set)
     with pytest.raises(FileExistsError, match="appeared while this data set was being generated"):
         gen.ensure_dataset(tmp_path / "other", n=6, size=24, seed=2, workers=1, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct", "late", "other", "shared"]   # no leftovers
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["direct", "empty", "late", "other", "shared"]   # no leftovers
 
 
 def test_manifest_and_argument_errors(tmp_path):

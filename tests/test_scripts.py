@@ -23,3 +23,16 @@ def test_prior_sweep_settings_parse_and_bad_ones_say_what_is_expected():
                           ("data:0:0", "STEPS >= 1"), ("data:20:2", "0 <= ETA <= 1"), ("data:x:0", "PRIOR:STEPS:ETA")):
         with pytest.raises(argparse.ArgumentTypeError, match=fragment):
             sweep.parse_setting(bad)
+
+
+def test_prior_sweep_prints_one_row_of_fractions_per_setting(tmp_path, capsys):
+    from usdiff.data import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", n=20, size=64, seed=0, workers=1, progress=False)
+    sweep = load("prior_sweep")
+    assert sweep.main(["--ckpt", str(ROOT / "assets" / "diffae_tiny.pt"), "--data", str(data), "--n", "2",
+                       "--grid", "data:2:0", "gaussian:2:1"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[:3] for r in rows] == [["data", "2", "0.0"], ["gaussian", "2", "1.0"]]
+    for r in rows:                                   # critic sim / real, texture sim / real: shares of 2 images
+        assert {r[3], r[5], r[6], r[8]} <= {"0.00", "0.50", "1.00"}, r

@@ -137,7 +137,7 @@ def test_interpolation_random_x_T_is_drawn_from_the_prior(model):
     import copy
 
     x = images(2, seed=3)
-    kw = dict(n_steps=3, encode_steps=STEPS, decode_steps=STEPS, progress=False, x_T="random")
+    kw = dict(n_steps=3, encode_steps=STEPS + 2, decode_steps=STEPS, progress=False, x_T="random")
     with pytest.raises(ValueError, match="prior must be 'gaussian' or 'data', got 'uniform'"):
         interpolate(model, x[0], x[1:], prior="uniform", **kw)
     with pytest.raises(ValueError, match="set_data_stats"):      # no statistics on this model: said, not guessed

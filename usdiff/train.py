@@ -339,7 +339,9 @@ class Trainer:
         ``random_x_T(prior="data")``) unless they have them: a resumed checkpoint brings its own, so
         they are computed only when first needed, never read and then thrown away."""
         if self.model.data_mean is None:
+            rng = _get_rng_state(self.noise_generator)   # reading the data must move no RNG (exact resume)
             self.model.set_data_stats(dataset_images(self.dataset))
+            _set_rng_state(rng, self.noise_generator)
         if self.ema.model.data_mean is None:   # set together: EMA.update pairs the two models' buffers
             self.ema.model.data_mean = self.model.data_mean.clone()
             self.ema.model.data_std = self.model.data_std.clone()

@@ -211,9 +211,11 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
     """Reuse the data set at `root` when its manifest matches ``(n, size, seed, splits)`` and all
     files are there, else (re)generate it; prints which and why. Returns `root` as a Path.
 
-    A data set that does not exist yet is written to a private folder beside `root` and renamed
-    into place when complete, so several processes (notebooks run side by side) may ask for the
-    same one: each sees either no folder or a complete one, never another's half-written files.
+    A data set that does not exist yet (or an empty folder) is written to a private folder beside
+    `root` and renamed into place when complete, so several processes (notebooks run side by side)
+    may ask for the same new one: each sees either no folder or a complete one, never another's
+    half-written files. An existing, different data set is regenerated in place. A process killed
+    while generating leaves its private ``.NAME.XXXX`` folder beside `root`; delete it by hand.
     """
     root = Path(root)
     reason = _mismatch(root, n, size, seed, splits)
@@ -222,16 +224,23 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
         return root
     print(f"usdiff: generating the built-in data set at {root} (n={n}, size={size}, seed={seed}) "
           f"because {reason}")
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()                       # an empty folder is filled like a new one
     if root.exists():
         return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
     root.parent.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(private, 0o777 & ~umask)      # mkdtemp makes it owner-only; a data set is as readable as any folder
     try:
         generate_dataset(private, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
         try:
             private.rename(root)
-        except OSError:                    # another process put a data set there first
-            other = _mismatch(root, n, size, seed, splits)
+        except OSError:
+            if not root.exists():          # not a race: permissions, a dangling link, ...
+                raise
+            other = _mismatch(root, n, size, seed, splits)   # another process put a data set there first
             if other is not None:
                 raise FileExistsError(f"{root} appeared while this data set was being generated and is not "
                                       f"the same one ({other}); remove it or choose another folder") from None

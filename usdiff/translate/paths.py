@@ -124,7 +124,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         x_T_path: how ``x_T`` moves: ``"slerp"`` (the study; keeps the norm of Gaussian noise),
             ``"lerp"`` (straight line: the midpoint's norm shrinks by up to sqrt(2), a blurrier image),
             or ``"fixed"`` (the source's ``x_T`` all along: only ``z_sem`` moves).
-        prior: the distribution of ``x_T="random"``: ``"gaussian"`` (N(0, I), the study's) or
+        prior: the distribution of ``x_T="random"`` (unused otherwise): ``"gaussian"`` (N(0, I), the study's) or
             ``"data"`` (the Gaussian x_t really has at the first of `decode_steps` DDIM steps; see
             :meth:`usdiff.model.DiffAE.random_x_T`).
 
