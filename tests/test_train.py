@@ -70,6 +70,22 @@ def test_ema_warmup_and_copy_roundtrip():
     assert restored.num_updates == 10_000 and torch.equal(restored.model.weight, ema.model.weight)
 
 
+def test_ema_copies_buffers_by_name_when_a_buffer_is_set_later():
+    class Buffers(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(2, 2)
+            self.register_buffer("stats", None)          # set later, like DiffAE.data_mean
+            self.register_buffer("steps", torch.zeros(3))
+
+    model = Buffers()
+    ema = EMA(model, decay=0.5, warmup=False)
+    model.stats = torch.ones(2)                           # the model now has one buffer more, ahead of `steps`
+    model.steps += 7
+    ema.update(model)
+    assert torch.equal(ema.model.steps, torch.full((3,), 7.0)) and ema.model.stats is None
+
+
 def test_training_reduces_loss(tmp_path):
     trainer = make_trainer(tmp_path).fit(50)
     losses = trainer.history

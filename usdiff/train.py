@@ -57,8 +57,10 @@ class EMA:
         decay = self.current_decay()
         for shadow, param in zip(self.model.parameters(), model.parameters()):
             shadow.lerp_(param.detach().to(shadow.dtype), 1.0 - decay)   # decay*shadow + (1-decay)*param
-        for shadow, buf in zip(self.model.buffers(), model.buffers()):
-            shadow.copy_(buf)
+        shadows = dict(self.model.named_buffers())    # by name: a buffer set later (None before) shifts positions
+        for name, buf in model.named_buffers():
+            if name in shadows:
+                shadows[name].copy_(buf)
         self.num_updates += 1
 
     @torch.no_grad()
