@@ -778,6 +778,7 @@ def fine_texture(images, mask=None) -> np.ndarray:
     return (((x - blur).abs() * m).sum((1, 2, 3)) / (m.sum() * x.shape[1])).numpy()
 
 
+@torch.no_grad()
 def z_swap_ratio(model, x_a, x_b, steps: int = 50, batch_size: int = 32) -> np.ndarray:
     """How much decoding depends on ``z_sem``: per pair, mean ``|decode(x_T^A, z^B) - decode(x_T^A, z^A)|``
     over mean ``|A - B|`` (0: ``z_sem`` ignored, about 1: ``z_sem`` decides the image).
