@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_image
+from ..model.diffae import check_prior
 from .frechet import check_features, fid_from_features, kid
 from .inception import InceptionFeatures, extract_features
 
@@ -281,8 +282,7 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
         raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(images.shape)}")
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
-    if prior not in ("gaussian", "data"):
-        raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
+    check_prior(prior)
     size = int(model.config.image_size)
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)

@@ -328,10 +328,9 @@ class DiffAE(nn.Module):
         """
         c = self.config
         shape = (n, c.in_channels, c.image_size, c.image_size)
+        check_prior(prior)
         if prior == "gaussian":
             return torch.randn(shape, generator=generator)
-        if prior != "data":
-            raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
         if self.data_mean is None:
             raise ValueError("prior='data' needs the training images' statistics, which this model does not "
                              "have: call model.set_data_stats(train_images) (checkpoints written by this "
@@ -370,6 +369,15 @@ class DiffAE(nn.Module):
         n_enc = sum(p.numel() for p in self.encoder.parameters())
         n_unet = sum(p.numel() for p in self.unet.parameters())
         return f"encoder={n_enc / 1e6:.2f}M params, unet={n_unet / 1e6:.2f}M params, T={self.num_timesteps}"
+
+
+X_T_PRIORS = ("gaussian", "data")
+
+
+def check_prior(prior: str) -> None:
+    """Raise ValueError unless `prior` names a distribution of x_T (:meth:`DiffAE.random_x_T`)."""
+    if prior not in X_T_PRIORS:
+        raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..model.diffae import check_prior
 from ..utils import model_device as _model_device
 
 __all__ = ["lerp", "slerp", "interpolate"]
@@ -136,8 +137,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
     if x_T_path not in X_T_PATHS:
         raise ValueError(f"x_T_path must be one of {X_T_PATHS}, got {x_T_path!r}")
-    if prior not in ("gaussian", "data"):
-        raise ValueError(f"prior must be 'gaussian' or 'data', got {prior!r}")
+    check_prior(prior)
     device = _model_device(model)
     x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
