@@ -47,10 +47,31 @@ from usdiff.utils import get_device
 #          tell the decoder what the image is.
 #   Both train in fp32 on every device (amp=False), so that a run on a GPU is the CPU recipe, only
 #   sooner: t and the noise are drawn by the same CPU generator on both.
+#   vzsnr: the fast recipe's optimisation with the model's output and schedule changed as Lin et al.
+#          ("Common Diffusion Noise Schedules and Sample Steps are Flawed", WACV 2024) prescribe:
+#          v-prediction (Salimans & Ho 2022) with its plain loss, zero terminal SNR and "trailing"
+#          sampling steps, so that sampling starts from pure noise at t = T - 1 and no trace of the
+#          image in x_T can tell the decoder what to draw: z_sem has to.
 RECIPES = {
     "study": dict(lr=2e-4, loss_weighting="uniform", warmup_steps=0, bf16_cpu=False, amp=False),
     "fast": dict(lr=1e-3, loss_weighting="min_snr", warmup_steps=200, bf16_cpu=cpu_has_fast_bf16(), amp=False),
+    "vzsnr": dict(lr=1e-3, loss_weighting="uniform", warmup_steps=200, bf16_cpu=cpu_has_fast_bf16(), amp=False),
 }
+# model settings a recipe changes (DiffAEConfig fields)
+RECIPE_MODEL = {"vzsnr": dict(prediction="v", zero_terminal_snr=True, timestep_spacing="trailing")}
+
+
+def init_from(model: DiffAE, path: str) -> DiffAE:
+    """Copy the weights of the checkpoint or pretrained file at `path` into `model` (same architecture;
+    the output parameterisation and schedule may differ: fine-tuning, as Lin et al. 2024 did)."""
+    source = load_model(path, device="cpu")
+    for field in ("image_size", "base_channels", "channel_mult", "num_res_blocks", "attn_resolutions", "z_dim",
+                  "enc_channel_mult", "enc_num_res_blocks", "num_heads", "in_channels"):
+        if getattr(source.config, field) != getattr(model.config, field):
+            raise ValueError(f"--init {path} has {field}={getattr(source.config, field)!r} but the model being "
+                             f"trained has {getattr(model.config, field)!r}: choose a matching --config")
+    model.load_state_dict(source.state_dict())
+    return model
 
 
 def render_workers() -> int:
@@ -116,6 +137,9 @@ def main() -> None:
     parser.add_argument("--eval-fixed-point-iters", type=int, default=0,
                         help="also report reconstructions with this fixed-point refinement of the inversion")
     parser.add_argument("--eval-only", action="store_true", help="skip training; report the error of --export")
+    parser.add_argument("--init", default=None,
+                        help="start from the weights of this checkpoint (same architecture), e.g. to fine-tune "
+                             "assets/diffae_tiny.pt with another recipe; the optimizer starts afresh")
     parser.add_argument("--resume", action="store_true",
                         help="continue OUT/ckpt.pt exactly (--steps stays the total), e.g. to bring two runs to equal steps")
     args = parser.parse_args()
@@ -129,6 +153,11 @@ def main() -> None:
     train_cfg.total_steps = args.steps
     for key, value in RECIPES[args.recipe].items():
         setattr(train_cfg, key, value)
+    for key, value in RECIPE_MODEL.get(args.recipe, {}).items():
+        setattr(model_cfg, key, value)
+    model_cfg.__post_init__()
+    if args.init is not None and args.resume:
+        parser.error("--init starts a new run from given weights; --resume continues OUT/ckpt.pt: pass one")
     if args.lr is not None:
         train_cfg.lr = args.lr
     if not args.eval_only:
@@ -138,6 +167,8 @@ def main() -> None:
 
         torch.manual_seed(train_cfg.seed)
         model = DiffAE.from_config(model_cfg)
+        if args.init is not None:
+            init_from(model, args.init)
         trainer = Trainer(model, torch.utils.data.TensorDataset(x, domain), train_cfg, args.out, device=device,
                           progress=args.minutes is None)
         if args.resume:

@@ -101,6 +101,20 @@ def test_train_on_your_own_sim_and_real_folders(world, tmp_path):
                    "neither a built-in data set", "sim/ and real/")
 
 
+def test_train_a_v_prediction_zero_terminal_snr_model(world, tmp_path):
+    out = ok(usdiff("train", "--data", world / "data", "--out", tmp_path / "run", "--steps", 1, "--prediction", "v",
+                    "--zero-terminal-snr", "--timestep-spacing", "trailing")).stdout
+    assert "trained to step 1" in out
+    from usdiff.train import load_model
+
+    model = load_model(tmp_path / "run" / "ckpt.pt", device="cpu")
+    assert (model.config.prediction, model.config.zero_terminal_snr, model.config.timestep_spacing) == \
+        ("v", True, "trailing")
+    assert model.scheduler.alphas_cumprod[-1] == 0 and model.scheduler.set_timesteps(20)[0] == 999
+    one_line_error(usdiff("train", "--data", world / "data", "--out", tmp_path / "r2", "--zero-terminal-snr"),
+                   "zero_terminal_snr=True needs prediction='v'")
+
+
 def test_reconstruct_any_image_unique_names_and_no_overwrite(world, tmp_path):
     ckpt = world / "run" / "ckpt.pt"
     res = ok(usdiff("reconstruct", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "rec",

@@ -40,9 +40,13 @@ def _train(args):
                                    ("batch_size", args.batch_size)) if v is not None}
     if args.bf16:
         overrides["bf16_cpu"] = True
+    model = {k: v for k, v in (("prediction", args.prediction), ("timestep_spacing", args.timestep_spacing))
+             if v is not None}
+    if args.zero_terminal_snr:
+        model["zero_terminal_snr"] = True
     trainer = train(config=args.config, data_dir=args.data, out_dir=args.out, resume=args.resume,
                     device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit,
-                    **overrides)
+                    model_overrides=model, **overrides)
     if trainer.rank == 0:
         print(f"trained to step {trainer.step}; checkpoint in {args.out}")
 
@@ -244,6 +248,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, default=None, help="linear learning-rate warm-up steps "
                                                                     "(default: the config's, 0)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast when training on a CPU")
+    p.add_argument("--prediction", default=None, choices=["eps", "v"],
+                   help="what the UNet predicts (default: the config's, eps as in the study); v = "
+                        "sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022)")
+    p.add_argument("--zero-terminal-snr", action="store_true",
+                   help="rescale the schedule so that x_T is pure noise (Lin et al. 2024); needs --prediction v")
+    p.add_argument("--timestep-spacing", default=None, choices=["leading", "trailing"],
+                   help="DDIM sampling grid (default: the config's, leading); trailing starts at T - 1")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per step and process (default: the config's); under torchrun the effective "
                         "batch is this times the number of processes")

@@ -562,7 +562,7 @@ def training_dataset(data_dir: str | Path, size: int, fit: str = "pad"):
 def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str | Path = "data/builtin",
           out_dir: str | Path = "runs/diffae", resume: bool = False, device=None, steps: int | None = None,
           progress: bool = True, overwrite: bool = False, seed: int | None = None, fit: str = "pad",
-          **train_overrides) -> Trainer:
+          model_overrides: dict | None = None, **train_overrides) -> Trainer:
     """Train a DiffAE on the built-in data set (both domains, train split) or on your own
     ``ROOT/sim`` + ``ROOT/real`` images; used by ``usdiff train``.
 
@@ -578,6 +578,8 @@ def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str
         overwrite: start afresh although `out_dir` already holds a checkpoint (it is replaced).
         seed: overrides the config's seed.
         fit: how your own images of other sizes reach the model's (``"pad"`` or ``"crop"``).
+        model_overrides: :class:`DiffAEConfig` fields to change (e.g. ``{"prediction": "v",
+            "zero_terminal_snr": True, "timestep_spacing": "trailing"}``); checked like the config.
         train_overrides: :class:`TrainConfig` fields to change (e.g. ``loss_weighting="min_snr"``,
             ``warmup_steps=200``, ``bf16_cpu=True``); unknown names raise ``TypeError``.
 
@@ -592,6 +594,8 @@ def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str
         train_overrides["seed"] = int(seed)
     if train_overrides:
         train_cfg = dataclasses.replace(train_cfg, **train_overrides)
+    if model_overrides:
+        model_cfg = dataclasses.replace(model_cfg, **model_overrides)
     existing = Path(out_dir) / "ckpt.pt"
     if existing.exists() and not (resume or overwrite):
         raise FileExistsError(f"{existing} exists: pass --resume to continue that run, --overwrite to start "

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 SCHEDULE_CHOICES = ("linear", "cosine")
+PREDICTION_CHOICES = ("eps", "v")
+SPACING_CHOICES = ("leading", "trailing")
 
 
 @dataclass
@@ -24,6 +26,12 @@ class DiffAEConfig:
         num_heads: attention heads.
         schedule: noise schedule, "linear" or "cosine".
         T: number of training diffusion steps.
+        prediction: what the UNet outputs: "eps" (the noise; DDPM, DiffAE, the study) or "v"
+            (v = sqrt(abar) eps - sqrt(1 - abar) x_0; Salimans & Ho 2022).
+        zero_terminal_snr: rescale the schedule so that x_{T-1} holds no trace of the image
+            (Lin et al. 2024); needs ``prediction="v"``.
+        timestep_spacing: sampling grid, "leading" (DDIM, DiffAE: starts at T - T/steps) or
+            "trailing" (starts at T - 1, Lin et al. 2024).
     """
 
     image_size: int = 64
@@ -39,6 +47,9 @@ class DiffAEConfig:
     num_heads: int = 1
     schedule: str = "cosine"
     T: int = 1000
+    prediction: str = "eps"
+    zero_terminal_snr: bool = False
+    timestep_spacing: str = "leading"
 
     def __post_init__(self):
         self.channel_mult = tuple(self.channel_mult)
@@ -65,6 +76,14 @@ class DiffAEConfig:
             raise ValueError(f"DiffAEConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.schedule not in SCHEDULE_CHOICES:
             raise ValueError(f"DiffAEConfig.schedule must be one of {SCHEDULE_CHOICES}, got {self.schedule!r}")
+        if self.prediction not in PREDICTION_CHOICES:
+            raise ValueError(f"DiffAEConfig.prediction must be one of {PREDICTION_CHOICES}, got {self.prediction!r}")
+        if self.timestep_spacing not in SPACING_CHOICES:
+            raise ValueError(f"DiffAEConfig.timestep_spacing must be one of {SPACING_CHOICES}, "
+                             f"got {self.timestep_spacing!r}")
+        if self.zero_terminal_snr and self.prediction != "v":
+            raise ValueError("DiffAEConfig.zero_terminal_snr=True needs prediction='v' (an eps prediction "
+                             "cannot give x_0 where alpha_bar = 0)")
         if any(self.base_channels * m % self.num_heads for m in self.channel_mult + self.enc_channel_mult):
             raise ValueError(f"DiffAEConfig.num_heads={self.num_heads} must divide every level's channels")
 

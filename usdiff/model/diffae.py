@@ -39,7 +39,8 @@ class DiffAE(nn.Module):
 
     Args:
         encoder: image ``(B, C, H, W)`` -> ``(B, z_dim)``.
-        unet: eps_theta(x_t ``(B, C, H, W)``, t ``(B,)``, z_sem ``(B, z_dim)``).
+        unet: eps_theta(x_t ``(B, C, H, W)``, t ``(B,)``, z_sem ``(B, z_dim)``) (or v_theta, as the
+            scheduler's ``prediction`` says).
         scheduler: the noise schedule and DDIM updates.
         config: the :class:`DiffAEConfig` the parts were built from (kept for checkpoints).
     """
@@ -65,7 +66,9 @@ class DiffAE(nn.Module):
                       attn_resolutions=c.attn_resolutions, dropout=c.dropout, z_dim=c.z_dim, num_heads=c.num_heads)
         encoder = SemanticEncoder(channel_mult=c.enc_channel_mult, num_res_blocks=c.enc_num_res_blocks, **common)
         unet = ConditionalUNet(channel_mult=c.channel_mult, num_res_blocks=c.num_res_blocks, **common)
-        return cls(encoder=encoder, unet=unet, scheduler=DDIMScheduler(c.schedule, c.T), config=c)
+        scheduler = DDIMScheduler(c.schedule, c.T, prediction=c.prediction, zero_terminal_snr=c.zero_terminal_snr,
+                                  spacing=c.timestep_spacing)
+        return cls(encoder=encoder, unet=unet, scheduler=scheduler, config=c)
 
     @property
     def num_timesteps(self) -> int:
@@ -102,12 +105,16 @@ class DiffAE(nn.Module):
     def training_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None,
                       weighting: str = "uniform", gamma: float = 5.0, t: torch.Tensor | None = None,
                       noise: torch.Tensor | None = None) -> torch.Tensor:
-        """DDPM loss ``w(t) || eps - eps_theta(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
+        """DDPM loss ``w(t) || target - unet(x_t, t, encoder(x_0)) ||^2`` at uniform random t.
+
+        The target is the noise eps (``prediction="eps"``, DDPM, DiffAE, the study) or the velocity
+        ``v = sqrt(abar_t) eps - sqrt(1 - abar_t) x_0`` (``"v"``, Salimans & Ho 2022).
 
         ``weighting="uniform"`` is the simple loss of DDPM, upstream DiffAE and the study
-        (``w = 1``). ``"min_snr"`` is Min-SNR-gamma weighting (Hang et al., "Efficient Diffusion
-        Training via Min-SNR Weighting Strategy", ICCV 2023): for eps-prediction
-        ``w(t) = min(SNR(t), gamma) / SNR(t)`` with ``SNR(t) = abar_t / (1 - abar_t)``, which
+        (``w = 1``; for v this is the "SNR + 1" weighting of Salimans & Ho in terms of x_0).
+        ``"min_snr"`` is Min-SNR-gamma weighting (Hang et al., "Efficient Diffusion Training via
+        Min-SNR Weighting Strategy", ICCV 2023): ``w(t) = min(SNR(t), gamma) / SNR(t)`` for eps and
+        ``min(SNR(t), gamma) / (SNR(t) + 1)`` for v, with ``SNR(t) = abar_t / (1 - abar_t)``, which
         lowers the weight of the nearly clean steps (where x_t alone tells the image) and so
         shifts training towards the noisy ones, where only z_sem can.
 
@@ -131,13 +138,14 @@ class DiffAE(nn.Module):
         t = t.to(x0.device)
         noise = noise.to(device=x0.device, dtype=x0.dtype)
         x_t = self.scheduler.add_noise(x0, noise, t)
+        target = self.scheduler.target(x0, noise, t)
         z_sem = self.encoder(x0)
-        per_image = (self.unet(x_t, t, z_sem).float() - noise.float()).pow(2).flatten(1).mean(1)
+        per_image = (self.unet(x_t, t, z_sem).float() - target.float()).pow(2).flatten(1).mean(1)
         if weighting == "uniform":
             return per_image.mean()
         if weighting == "min_snr":
-            w = min_snr_weights(self.scheduler.alphas_cumprod[t.cpu()], gamma).to(per_image.device, torch.float32)
-            return (w * per_image).mean()
+            w = min_snr_weights(self.scheduler.alphas_cumprod[t.cpu()], gamma, prediction=self.scheduler.prediction)
+            return (w.to(per_image.device, torch.float32) * per_image).mean()
         raise ValueError(f"weighting must be 'uniform' or 'min_snr', got {weighting!r}")
 
     forward = training_loss
@@ -158,14 +166,16 @@ class DiffAE(nn.Module):
         """Stochastic code x_T by deterministic DDIM inversion of `x0` conditioned on `z_sem`.
 
         Walks the `steps`-point DDIM grid upwards: x_0 -> x_{t_0} -> ... -> x_{t_last}, with
-        ``t_last = T - T/steps``; decode with the same number of steps to get x_0 back.
+        ``t_last`` the grid's first sampling step (T - T/steps with "leading" spacing, T - 1 with
+        "trailing"); decode with the same number of steps to get x_0 back.
 
         Plain inversion (``fixed_point_iters=0``, as in DDIM, DiffAE and the study) takes each step
-        with eps evaluated at the *start* of the step, while decoding evaluates it at the other
+        with the prediction evaluated at the *start* of the step, while decoding evaluates it at the other
         end; the mismatch is amplified where alpha_bar falls steeply (the last steps of the
         cosine schedule), so reconstructions get *worse* beyond ~100 steps there. With
         ``fixed_point_iters > 0`` every step is refined by fixed-point iteration until it is the
-        exact inverse of the matching decoding step: x_next = inverse_step(eps(x_next, t_next)),
+        exact inverse of the matching decoding step (``DDIMScheduler.exact_inverse_step`` with the
+        prediction evaluated at x_next),
         each image until its RMS change is below `tol` (converged images stop early, so an image gets
         the same refinement alone or in any batch).
 
@@ -196,14 +206,14 @@ class DiffAE(nn.Module):
         with eval_mode(self):
             for t, t_next in tqdm(zip([-1] + timesteps[:-1], timesteps), total=steps, desc="encode",
                                   disable=not progress, leave=False):
-                # eps at the current point; the clean image (t=-1) is evaluated at t=0
-                eps = self.unet(x, self._t(t, x), z_sem)
-                x_next = self.scheduler.inverse_step(eps, t, t_next, x)
+                # the prediction at the current point; the clean image (t=-1) is evaluated at t=0
+                out = self.unet(x, self._t(t, x), z_sem)
+                x_next = self.scheduler.inverse_step(out, t, t_next, x)
                 active = torch.arange(len(x), device=x.device)     # images still being refined
                 for _ in range(fixed_point_iters):
                     x_a = x_next[active]
-                    eps = self.unet(x_a, self._t(t_next, x_a), z_sem[active])  # eps where decoding evaluates it
-                    refined = self.scheduler.inverse_step(eps, t, t_next, x[active])
+                    out = self.unet(x_a, self._t(t_next, x_a), z_sem[active])  # where decoding evaluates it
+                    refined = self.scheduler.exact_inverse_step(out, t, t_next, x[active])
                     change = (refined - x_a).flatten(1).pow(2).mean(1).sqrt()
                     x_next[active] = refined
                     active = active[change >= tol]
@@ -242,8 +252,8 @@ class DiffAE(nn.Module):
         with eval_mode(self):
             for t, t_prev in tqdm(zip(timesteps, timesteps[1:] + [-1]), total=steps, desc="decode",
                                   disable=not progress, leave=False):
-                eps = self.unet(x, self._t(t, x), z_sem)
-                x = self.scheduler.step(eps, t, t_prev, x, eta=eta, generator=generator, clip_x0=clip_x0)
+                out = self.unet(x, self._t(t, x), z_sem)
+                x = self.scheduler.step(out, t, t_prev, x, eta=eta, generator=generator, clip_x0=clip_x0)
         return x.clamp(-1, 1)
 
     @torch.no_grad()
@@ -262,9 +272,9 @@ class DiffAE(nn.Module):
         states, preds = [x_T], []
         with eval_mode(self):
             for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
-                eps = self.unet(states[-1], self._t(t, x_T), z_sem)
-                preds.append(self.scheduler.predict_x0(eps, t, states[-1]))
-                states.append(self.scheduler.step(eps, t, t_prev, states[-1]))
+                out = self.unet(states[-1], self._t(t, x_T), z_sem)
+                preds.append(self.scheduler.split(out, t, states[-1])[0])
+                states.append(self.scheduler.step(out, t, t_prev, states[-1]))
         return {"t": torch.tensor(timesteps), "x_t": torch.stack(states), "x0": torch.stack(preds)}
 
     @torch.no_grad()
@@ -385,11 +395,19 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def min_snr_weights(alphas_cumprod_t: torch.Tensor, gamma: float = 5.0) -> torch.Tensor:
-    """Min-SNR-gamma loss weights for eps-prediction: ``min(SNR, gamma) / SNR`` with
-    ``SNR = abar / (1 - abar)`` (1 where SNR <= gamma, gamma / SNR above)."""
+def min_snr_weights(alphas_cumprod_t: torch.Tensor, gamma: float = 5.0, prediction: str = "eps") -> torch.Tensor:
+    """Min-SNR-gamma loss weights (Hang et al. 2023) with ``SNR = abar / (1 - abar)``.
+
+    The weight on the x_0 error is ``min(SNR, gamma)``; an eps loss already weighs it by SNR and a
+    v loss by SNR + 1, so the weights are ``min(SNR, gamma) / SNR`` for eps (1 where SNR <= gamma,
+    gamma / SNR above) and ``min(SNR, gamma) / (SNR + 1)`` for v.
+    """
     if not gamma > 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
+    if prediction not in ("eps", "v"):
+        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
     ab = torch.as_tensor(alphas_cumprod_t, dtype=torch.float64)
     snr = ab / (1.0 - ab).clamp(min=1e-12)
+    if prediction == "v":
+        return torch.clamp(snr, max=gamma) / (snr + 1.0)
     return torch.clamp(snr, max=gamma) / snr.clamp(min=1e-12)

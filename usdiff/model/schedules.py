@@ -51,6 +51,27 @@ def get_schedule(name: str, T: int = 1000) -> torch.Tensor:
     return SCHEDULES[name](T)
 
 
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Betas whose last alpha_bar is exactly 0 (zero terminal SNR), the first one unchanged.
+
+    Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed" (WACV 2024),
+    Algorithm 1: shift sqrt(alpha_bar) so that its last value is 0, scale it so that its first value
+    is kept, and read the betas back. At t = T - 1 the forward process then leaves no trace of the
+    image (x_{T-1} = noise), so a model cannot learn to read the image's brightness or domain from
+    the noise it starts from; only its conditioning (z_sem) can say them. With alpha_bar = 0 the
+    eps-parameterisation cannot give x_0 (it divides by sqrt(alpha_bar)): use v-prediction.
+
+    Returns:
+        ``(T,)`` float64 tensor; its last beta is 1.
+    """
+    sqrt_ab = alphas_cumprod(torch.as_tensor(betas, dtype=torch.float64)).sqrt()
+    first, last = sqrt_ab[0].clone(), sqrt_ab[-1].clone()
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)      # Alg. 1: shift to 0 at T, keep the value at 1
+    ab = sqrt_ab**2
+    alphas = torch.cat([ab[:1], ab[1:] / ab[:-1]])
+    return 1.0 - alphas
+
+
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     """alpha_bar_t = prod_{s<=t} (1 - beta_s), same shape and dtype as `betas`."""
     return torch.cumprod(1.0 - betas, dim=0)

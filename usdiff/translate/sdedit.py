@@ -72,11 +72,11 @@ def reverse_from(model, x_t: torch.Tensor, z: torch.Tensor, timesteps: list[int]
                           leave=False):
         tt = torch.full((len(x),), t, device=x.device, dtype=torch.long)
         with torch.no_grad():
-            eps = model.unet(x, tt, z)
-        if guidance is not None:
-            eps = guidance(x, t, eps)
+            out = model.unet(x, tt, z)
+        if guidance is not None:     # guidance edits eps; a v-model's output is converted both ways
+            out = sched.output_from_eps(guidance(x, t, sched.split(out, t, x)[1]), t, x)
         with torch.no_grad():
-            x = sched.step(eps, t, t_prev, x)
+            x = sched.step(out, t, t_prev, x)
             if ilvr and t_prev >= 0 and t_prev >= limit:
                 y = noise_to(sched, source, t_prev, generator)
                 x = x - low_pass(x, ilvr) + low_pass(y, ilvr)
