@@ -36,3 +36,28 @@ def test_prior_sweep_prints_one_row_of_fractions_per_setting(tmp_path, capsys):
     assert [r[:3] for r in rows] == [["data", "2", "0.0"], ["gaussian", "2", "1.0"]]
     for r in rows:                                   # critic sim / real, texture sim / real: shares of 2 images
         assert {r[3], r[5], r[6], r[8]} <= {"0.00", "0.50", "1.00"}, r
+
+
+def test_train_pretrained_init_copies_weights_across_parameterisations_and_refuses_other_shapes(tmp_path):
+    import torch
+
+    from usdiff.model import DiffAE, get_config
+    from usdiff.train import save_pretrained
+
+    script = load("train_pretrained")
+    cfg, _ = get_config("tiny")
+    torch.manual_seed(0)
+    source = DiffAE.from_config(cfg)
+    path = save_pretrained(source, tmp_path / "eps.pt", half=False)
+    for key, value in script.RECIPE_MODEL["vzsnr"].items():
+        setattr(cfg, key, value)
+    target = DiffAE.from_config(cfg)
+    assert not all(torch.equal(a, b) for a, b in zip(source.state_dict().values(), target.state_dict().values()))
+    script.init_from(target, str(path))
+    for (name, a), b in zip(source.state_dict().items(), target.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert target.scheduler.prediction == "v" and target.scheduler.alphas_cumprod[-1] == 0
+    wider, _ = get_config("tiny")
+    wider.base_channels = 32
+    with pytest.raises(ValueError, match="base_channels=16 but the model being trained has 32"):
+        script.init_from(DiffAE.from_config(wider), str(path))
