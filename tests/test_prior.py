@@ -123,3 +123,22 @@ def test_the_shipped_checkpoint_keeps_brightness_only_with_the_data_prior():
         out = model.sample(len(x), z, steps=20, generator=torch.Generator().manual_seed(0), prior=prior)
         brightness[prior] = (out - x).mean().item()          # mean brightness error, on [-1, 1]
     assert abs(brightness["data"]) < 0.1 < brightness["gaussian"], brightness
+
+
+def test_the_v_checkpoint_has_no_signal_leak_and_decodes_with_z_sem():
+    """assets/diffae_tiny_v.pt predicts v on a zero-terminal-SNR schedule and samples from t = T - 1, where x_T
+    is pure noise: its samples from N(0, I) must get their brightness from z_sem alone (the eps checkpoint's are
+    > 0.1 too bright, test above), and swapping z_sem must move an image most of the way to the other."""
+    from usdiff.analysis import z_swap_ratio
+    from usdiff.data import assign_splits, item_seed, render_item
+
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny_v.pt", device="cpu")
+    c = model.config
+    assert (c.prediction, c.zero_terminal_snr, c.timestep_spacing) == ("v", True, "trailing")
+    assert model.scheduler.alphas_cumprod[int(model.scheduler.set_timesteps(20)[0])] == 0
+    idx = [i for i, s in enumerate(assign_splits(12_000, 0)) if s == "test"][:8]
+    x = torch.from_numpy(np.stack([render_item(item_seed(0, i), 128)[1] for i in idx])).float()[:, None] / 255
+    x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1
+    out = model.sample(len(x), model.encode(x), steps=20, generator=torch.Generator().manual_seed(0))
+    assert abs((out - x).mean().item()) < 0.1
+    assert np.median(z_swap_ratio(model, x, torch.roll(x, 1, 0), steps=20)) > 0.3
