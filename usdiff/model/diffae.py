@@ -331,7 +331,8 @@ class DiffAE(nn.Module):
         Lin et al., "Common Diffusion Noise Schedules and Sample Steps are Flawed" (WACV 2024) name
         this signal leak; Everaert et al., "Exploiting the Signal-Leak Bias in Diffusion Models"
         (WACV 2024) sample x_T with it. The statistics are of both domains together, so the prior
-        says nothing about which domain to draw.
+        says nothing about which domain to draw. A model with ``zero_terminal_snr`` and "trailing"
+        steps starts at abar = 0, where both priors are N(0, I): there is no leak to imitate.
 
         Raises:
             ValueError: for an unknown `prior`, or ``"data"`` on a model without data statistics.
