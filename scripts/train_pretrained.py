@@ -30,6 +30,7 @@ the shipped checkpoint fine-tuned with the `vzsnr` recipe (v-prediction, zero te
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,7 +42,7 @@ import torch.nn.functional as F
 
 from usdiff.analysis import reconstruction_error
 from usdiff.data.generate import assign_splits, item_seed, render_item
-from usdiff.model import DiffAE, get_config
+from usdiff.model import DiffAE, DiffAEConfig, get_config
 from usdiff.model.config import SCHEDULE_CHOICES
 from usdiff.train import Trainer, available_cpus, cpu_has_fast_bf16, load_model, save_pretrained
 from usdiff.utils import get_device
@@ -65,14 +66,17 @@ RECIPES = {
 }
 # model settings a recipe changes (DiffAEConfig fields)
 RECIPE_MODEL = {"vzsnr": dict(prediction="v", zero_terminal_snr=True, timestep_spacing="trailing")}
+# DiffAEConfig fields of the diffusion process, not of the weights: --init may change them
+PROCESS_FIELDS = ("schedule", "T", "prediction", "zero_terminal_snr", "timestep_spacing", "dropout")
 
 
 def init_from(model: DiffAE, path: str) -> DiffAE:
     """Copy the weights of the checkpoint or pretrained file at `path` into `model` (same architecture;
     the output parameterisation and schedule may differ: fine-tuning, as Lin et al. 2024 did)."""
     source = load_model(path, device="cpu")
-    for field in ("image_size", "base_channels", "channel_mult", "num_res_blocks", "attn_resolutions", "z_dim",
-                  "enc_channel_mult", "enc_num_res_blocks", "num_heads", "in_channels"):
+    for field in (f.name for f in dataclasses.fields(DiffAEConfig)):
+        if field in PROCESS_FIELDS:
+            continue
         if getattr(source.config, field) != getattr(model.config, field):
             raise ValueError(f"--init {path} has {field}={getattr(source.config, field)!r} but the model being "
                              f"trained has {getattr(model.config, field)!r}: choose a matching --config")
@@ -159,9 +163,7 @@ def main() -> None:
     train_cfg.total_steps = args.steps
     for key, value in RECIPES[args.recipe].items():
         setattr(train_cfg, key, value)
-    for key, value in RECIPE_MODEL.get(args.recipe, {}).items():
-        setattr(model_cfg, key, value)
-    model_cfg.__post_init__()
+    model_cfg = dataclasses.replace(model_cfg, **RECIPE_MODEL.get(args.recipe, {}))
     if args.init is not None and args.resume:
         parser.error("--init starts a new run from given weights; --resume continues OUT/ckpt.pt: pass one")
     if args.lr is not None:

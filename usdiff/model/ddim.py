@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import PREDICTION_CHOICES, SPACING_CHOICES
 from .schedules import alphas_cumprod, get_schedule, rescale_zero_terminal_snr
-
-PREDICTIONS = ("eps", "v")
-SPACINGS = ("leading", "trailing")
 
 
 class DDIMScheduler:
@@ -47,10 +45,10 @@ class DDIMScheduler:
 
     def __init__(self, betas: torch.Tensor | str = "cosine", num_train_timesteps: int = 1000,
                  prediction: str = "eps", zero_terminal_snr: bool = False, spacing: str = "leading"):
-        if prediction not in PREDICTIONS:
-            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        if spacing not in SPACINGS:
-            raise ValueError(f"spacing must be one of {SPACINGS}, got {spacing!r}")
+        if prediction not in PREDICTION_CHOICES:
+            raise ValueError(f"prediction must be one of {PREDICTION_CHOICES}, got {prediction!r}")
+        if spacing not in SPACING_CHOICES:
+            raise ValueError(f"spacing must be one of {SPACING_CHOICES}, got {spacing!r}")
         if zero_terminal_snr and prediction == "eps":
             raise ValueError("zero_terminal_snr=True needs prediction='v': with alpha_bar = 0 at the last step "
                              "x_0 cannot be computed from an eps prediction")

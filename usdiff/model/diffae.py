@@ -17,7 +17,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..utils import exists
-from .config import DiffAEConfig
+from .config import PREDICTION_CHOICES, DiffAEConfig
 from .ddim import DDIMScheduler
 from .encoder import SemanticEncoder
 from .unet import ConditionalUNet
@@ -405,7 +405,7 @@ def min_snr_weights(alphas_cumprod_t: torch.Tensor, gamma: float = 5.0, predicti
     """
     if not gamma > 0:
         raise ValueError(f"gamma must be > 0, got {gamma}")
-    if prediction not in ("eps", "v"):
+    if prediction not in PREDICTION_CHOICES:
         raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
     ab = torch.as_tensor(alphas_cumprod_t, dtype=torch.float64)
     snr = ab / (1.0 - ab).clamp(min=1e-12)
