@@ -55,7 +55,7 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         total = rate(lambda: generate_dataset(tmp, n=args.n, size=size, seed=0, workers=args.workers,
-                                              progress=False), args.n, args.repeats)
+                                              progress=False, overwrite=True), args.n, args.repeats)
         for folder in FOLDERS:
             (Path(tmp) / folder).mkdir(exist_ok=True)
         job = (tmp, size, list(range(m)), [item_seed(0, i) for i in range(m)])

@@ -77,6 +77,17 @@ def test_help_and_version_answer_without_importing_torch():
     assert out.stdout.strip().splitlines()[-1] == "False"
 
 
+def test_data_generate_asks_before_replacing_and_never_writes_into_other_folders(world, tmp_path):
+    one_line_error(usdiff("data", "generate", "--n", 20, "--size", 32, "--out", world / "data"), "--overwrite")
+    before = {p.name: p.read_bytes() for p in (world / "mixed").iterdir()}
+    one_line_error(usdiff("data", "generate", "--n", 2, "--size", 32, "--out", world / "mixed", "--overwrite"),
+                   "not a usdiff built-in data set")
+    assert {p.name: p.read_bytes() for p in (world / "mixed").iterdir()} == before
+    ok(usdiff("data", "generate", "--n", 3, "--size", 32, "--out", tmp_path / "d"))
+    ok(usdiff("data", "generate", "--n", 2, "--size", 32, "--out", tmp_path / "d", "--overwrite"))
+    assert json.loads((tmp_path / "d" / "manifest.json").read_text())["n"] == 2
+
+
 def test_train_refuses_to_overwrite_a_run_and_resumes_to_a_total(world):
     one_line_error(usdiff("train", "--data", world / "data", "--out", world / "run", "--steps", 2),
                    "exists", "--resume", "--overwrite")

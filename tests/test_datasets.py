@@ -17,6 +17,7 @@ from usdiff.data import (
     USImageFolder,
     ensure_dataset,
     generate_dataset,
+    is_builtin_folder,
     item_seed,
     load_manifest,
     make_phantom,
@@ -90,6 +91,44 @@ def test_ensure_dataset_reuses_or_regenerates(builtin, tmp_path, capsys):
     assert (root / "sim" / "000002.png").is_file()
     ensure_dataset(tmp_path / "new", n=2, size=32, seed=0, progress=False)
     assert "does not exist yet" in capsys.readouterr().out
+
+
+def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):
+    """generate_dataset / ensure_dataset write only into a new or empty folder or an earlier built-in
+    data set (the marker or a built-in manifest): a user's own files are never overwritten or deleted."""
+    own = tmp_path / "own"
+    (own / "sim").mkdir(parents=True)
+    (own / "sim" / "000000.png").write_bytes(b"a user's image")      # same name as a built-in file
+    (own / "sim" / "000009.png").write_bytes(b"another")            # would be 'stale' for n=4
+    before = _tree_bytes(own)
+    with pytest.raises(FileExistsError, match="not a usdiff built-in data set"):
+        generate_dataset(own, n=4, size=24, seed=0, workers=1, progress=False, overwrite=True)
+    with pytest.raises(FileExistsError, match="not a usdiff built-in data set"):
+        ensure_dataset(own, n=4, size=24, seed=0, workers=1, progress=False)
+    assert "generating" not in capsys.readouterr().out and _tree_bytes(own) == before
+    assert not is_builtin_folder(own)
+    (own / "notes.txt").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        ensure_dataset(own / "notes.txt", n=4, size=24, seed=0, progress=False)
+
+    made = generate_dataset(tmp_path / "made", n=4, size=24, seed=0, workers=1, progress=False)
+    assert is_builtin_folder(made)
+    with pytest.raises(FileExistsError, match="overwrite=True"):             # an earlier data set: asked for
+        generate_dataset(made, n=3, size=24, seed=0, workers=1, progress=False)
+    assert load_manifest(made)["n"] == 4
+    (made / "mine.txt").write_text("kept")
+    generate_dataset(made, n=3, size=24, seed=0, workers=1, progress=False, overwrite=True)
+    assert load_manifest(made)["n"] == 3 and (made / "mine.txt").read_text() == "kept"
+
+    # an interrupted generation (marker, no manifest) and an older data set (manifest, no marker) count as built-in
+    (made / "manifest.json").unlink()
+    assert is_builtin_folder(made)
+    ensure_dataset(made, n=3, size=24, seed=0, workers=1, progress=False)
+    assert "no manifest.json" in capsys.readouterr().out and load_manifest(made)["n"] == 3
+    (made / ".usdiff-builtin").unlink()
+    assert is_builtin_folder(made)
+    (made / "manifest.json").write_text("{broken")
+    assert not is_builtin_folder(made)
 
 
 def test_a_new_data_set_appears_only_when_complete(tmp_path, monkeypatch, capsys):

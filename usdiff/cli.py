@@ -18,7 +18,7 @@ FAST_DATA = Path("data/builtin_fast")
 def _data_generate(args):
     from .data import generate_dataset
 
-    root = generate_dataset(args.out, n=args.n, size=args.size, seed=args.seed)
+    root = generate_dataset(args.out, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.n} paired images to {root}")
 
 
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--size", type=int, default=128, help="image side in pixels")
     seed_arg(gen, "data set seed (phantoms, renders, splits)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (sim/, real/, labels/, manifest.json)")
+    overwrite_arg(gen, "a built-in data set already in --out (a folder holding anything else is never written into)")
     ens = add("ensure", _data_ensure, "generate the data set unless an identical one is present", data_sub)
     ens.add_argument("--n", type=int, default=None, help="number of phantoms (default: 12000; 240 with USDIFF_FAST=1)")
     ens.add_argument("--size", type=int, default=128, help="image side in pixels")
@@ -406,7 +407,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError, PermissionError, IsADirectoryError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError, PermissionError, IsADirectoryError,
+            NotADirectoryError) as err:
         print(f"usdiff {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -9,6 +9,7 @@ from .generate import (
     assign_splits,
     ensure_dataset,
     generate_dataset,
+    is_builtin_folder,
     item_seed,
     load_manifest,
     render_item,
@@ -51,7 +52,7 @@ __all__ = [
     "RAYLEIGH_SNR", "FanGeometry", "OperatorSettings", "fan_geometry", "homogeneous_mask", "local_snr_map",
     "render_real",
     "render_sim", "shadow_mask", "speckle_snr",
-    "assign_splits", "ensure_dataset", "generate_dataset", "item_seed", "load_manifest", "render_item",
+    "assign_splits", "ensure_dataset", "generate_dataset", "is_builtin_folder", "item_seed", "load_manifest", "render_item",
     *_DATASETS,
 ]
 

@@ -6,8 +6,11 @@ Layout of ``ROOT`` (index ``i`` is the same phantom in all three folders)::
     ROOT/real/000000.png     real-like image, 8-bit grayscale
     ROOT/labels/000000.png   uint8 tissue labels (values of `usdiff.data.TISSUES`)
     ROOT/manifest.json       format, version, n, size, seed, splits, parameters, items
+    ROOT/.usdiff-builtin     marker written first: the folder belongs to a built-in data set
 
 Every file depends only on ``(seed, i, size)``: the same arguments give byte-identical files.
+A folder is only ever written into if it is new, empty, or already a built-in data set (the marker or
+a built-in manifest is there), so a folder holding anything else is never touched.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from .phantom import DEPTH_MM, FRAME_MM, OPENING_DEG, PROBE_RADIUS_MM, TISSUES, 
 from .render import render_real, render_sim
 
 FORMAT = "usdiff-builtin"
+MARKER = ".usdiff-builtin"
 VERSION = 1
 SPLITS = ("train", "val", "test")
 FOLDERS = ("sim", "real", "labels")
@@ -98,15 +102,19 @@ def _context():
 
 def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: int = 0,
                      splits: tuple[float, float, float] = (0.8, 0.1, 0.1), workers: int | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, overwrite: bool = False) -> Path:
     """Render `n` paired items of `size` px into `out` (see the module doc) and return `out`.
 
     Item ``i`` uses phantom seed ``item_seed(seed, i)``. `workers` processes (default: up to 2
     CPUs; small jobs run in this process). The manifest is written last, so a data set with a
-    manifest is complete. Stale numbered PNGs from an earlier, larger data set are removed.
+    manifest is complete. `out` must be new or empty; with ``overwrite=True`` it may also be an
+    earlier built-in data set (complete or interrupted), which is replaced: its stale numbered PNGs
+    from a larger `n` are removed, other files are left alone.
 
     Raises:
         TypeError/ValueError: on a bad `n`, `size`, `seed`, `splits` or `workers`.
+        FileExistsError: `out` is not empty and `overwrite` is False, or it holds something other
+            than a built-in data set (never written into).
     """
     n = _check_int("n", n, 1)
     size = _check_int("size", size, 16)
@@ -116,6 +124,15 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
     root = Path(out)
     if root.exists() and not root.is_dir():
         raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
+    if root.is_dir() and any(root.iterdir()):
+        if not is_builtin_folder(root):
+            raise FileExistsError(f"{root} is not empty and is not a usdiff built-in data set (no {MARKER} marker "
+                                  "or built-in manifest.json): nothing was written; choose a new or empty folder")
+        if not overwrite:
+            raise FileExistsError(f"{root} already holds a built-in data set: pass overwrite=True "
+                                  "(`usdiff data generate --overwrite`) to replace it, or choose another folder")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / MARKER).write_text("usdiff built-in data set (see manifest.json once complete)\n")
     (root / "manifest.json").unlink(missing_ok=True)
     for folder in FOLDERS:
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -181,6 +198,18 @@ def load_manifest(root: str | Path) -> dict:
     return manifest
 
 
+def is_builtin_folder(root: str | Path) -> bool:
+    """Whether `root` is a folder written by `generate_dataset`: it holds the marker file (written
+    before any image, so also an interrupted generation) or a built-in manifest (older data sets)."""
+    root = Path(root)
+    if (root / MARKER).is_file():
+        return True
+    try:
+        return json.loads((root / "manifest.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _mismatch(root: Path, n: int, size: int, seed: int, splits) -> str | None:
     """Why the data set at `root` cannot be reused (None if it can)."""
     if not root.is_dir():
@@ -214,11 +243,18 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
     A data set that does not exist yet (or an empty folder) is written to a private folder beside
     `root` and renamed into place when complete, so several processes (notebooks run side by side)
     may ask for the same new one: each sees either no folder or a complete one, never another's
-    half-written files. An existing, different data set is regenerated in place. A process killed
-    while generating leaves its private ``.NAME.XXXX`` folder beside `root`; delete it by hand.
+    half-written files. An existing, different (or incomplete) built-in data set is regenerated in
+    place; a folder holding anything else is refused (FileExistsError), never written into. A
+    process killed while generating leaves its private ``.NAME.XXXX`` folder beside `root`; delete
+    it by hand.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
     reason = _mismatch(root, n, size, seed, splits)
+    if reason is not None and root.is_dir() and any(root.iterdir()) and not is_builtin_folder(root):
+        raise FileExistsError(f"{root} is not empty and is not a usdiff built-in data set ({reason}): nothing "
+                              "was written; choose a new or empty folder for the built-in data set")
     if reason is None:
         print(f"usdiff: reusing the built-in data set at {root} (n={n}, size={size}, seed={seed})")
         return root
@@ -227,7 +263,8 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
     if root.is_dir() and not any(root.iterdir()):
         root.rmdir()                       # an empty folder is filled like a new one
     if root.exists():
-        return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress)
+        return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress,
+                                overwrite=True)
     root.parent.mkdir(parents=True, exist_ok=True)
     private = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     umask = os.umask(0)
