@@ -89,8 +89,11 @@ def test_ensure_dataset_reuses_or_regenerates(builtin, tmp_path, capsys):
     ensure_dataset(root, n=4, size=32, seed=0, progress=False)
     assert "holds 3 images" in capsys.readouterr().out
     assert (root / "sim" / "000002.png").is_file()
+    (tmp_path / ".new.k1ll3d").mkdir()                      # left by a generation that was killed
     ensure_dataset(tmp_path / "new", n=2, size=32, seed=0, progress=False)
-    assert "does not exist yet" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "does not exist yet" in out and ".new.k1ll3d beside" in out
+    assert (tmp_path / ".new.k1ll3d").is_dir()                # named, not deleted: it may be another process's
 
 
 def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):

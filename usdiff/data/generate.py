@@ -245,8 +245,8 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
     may ask for the same new one: each sees either no folder or a complete one, never another's
     half-written files. An existing, different (or incomplete) built-in data set is regenerated in
     place; a folder holding anything else is refused (FileExistsError), never written into. A
-    process killed while generating leaves its private ``.NAME.XXXX`` folder beside `root`; delete
-    it by hand.
+    process killed while generating leaves its private ``.NAME.XXXX`` folder beside `root`; the next
+    generation names such folders (it cannot tell a dead one from another process's) for you to delete.
     """
     root = Path(root)
     if root.exists() and not root.is_dir():
@@ -266,6 +266,10 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
         return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress,
                                 overwrite=True)
     root.parent.mkdir(parents=True, exist_ok=True)
+    leftovers = sorted(p.name for p in root.parent.glob(f".{root.name}.*") if p.is_dir())
+    if leftovers:
+        print(f"usdiff: note: {', '.join(leftovers)} beside {root} are private folders of generations that were "
+              "killed (or are still running in another process); delete them by hand once none is running")
     private = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     umask = os.umask(0)
     os.umask(umask)
