@@ -22,7 +22,7 @@ $PY benchmarks/bench_model.py --device cuda > "$OUT/bench.md" 2>&1; echo "bench 
 cat "$OUT/bench.md"
 
 echo "== data and training"
-$PY -c "from usdiff.data.generate import generate_dataset; generate_dataset('data/builtin', workers=8, progress=False)" \
+$PY -c "from usdiff.data.generate import ensure_dataset; ensure_dataset('data/builtin', workers=8, progress=False)" \
     > "$RUN/data.log" 2>&1 &
 data=$!
 $PY scripts/train_pretrained.py --recipe fast --steps "$FAST_STEPS" --minutes "$MINUTES" --threads 2 --out "$RUN/fast" \

@@ -89,11 +89,12 @@ def test_ensure_dataset_reuses_or_regenerates(builtin, tmp_path, capsys):
     ensure_dataset(root, n=4, size=32, seed=0, progress=False)
     assert "holds 3 images" in capsys.readouterr().out
     assert (root / "sim" / "000002.png").is_file()
-    (tmp_path / ".new.k1ll3d").mkdir()                      # left by a generation that was killed
+    (tmp_path / ".new.k1ll3d_x").mkdir()                    # left by a generation that was killed
+    (tmp_path / ".new.backup").mkdir()                      # a user's folder: not mkdtemp's name
     ensure_dataset(tmp_path / "new", n=2, size=32, seed=0, progress=False)
     out = capsys.readouterr().out
-    assert "does not exist yet" in out and ".new.k1ll3d beside" in out
-    assert (tmp_path / ".new.k1ll3d").is_dir()                # named, not deleted: it may be another process's
+    assert "does not exist yet" in out and ".new.k1ll3d_x beside" in out and ".new.backup" not in out
+    assert (tmp_path / ".new.k1ll3d_x").is_dir()              # named, not deleted: it may be another process's
 
 
 def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):
@@ -113,6 +114,7 @@ def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):
     (own / "notes.txt").write_text("x")
     with pytest.raises(NotADirectoryError):
         ensure_dataset(own / "notes.txt", n=4, size=24, seed=0, progress=False)
+    assert "generating" not in capsys.readouterr().out
 
     made = generate_dataset(tmp_path / "made", n=4, size=24, seed=0, workers=1, progress=False)
     assert is_builtin_folder(made)

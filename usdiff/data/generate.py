@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
         TypeError/ValueError: on a bad `n`, `size`, `seed`, `splits` or `workers`.
         FileExistsError: `out` is not empty and `overwrite` is False, or it holds something other
             than a built-in data set (never written into).
+        NotADirectoryError: `out` is a file.
     """
     n = _check_int("n", n, 1)
     size = _check_int("size", size, 16)
@@ -126,8 +128,7 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
         raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
     if root.is_dir() and any(root.iterdir()):
         if not is_builtin_folder(root):
-            raise FileExistsError(f"{root} is not empty and is not a usdiff built-in data set (no {MARKER} marker "
-                                  "or built-in manifest.json): nothing was written; choose a new or empty folder")
+            raise FileExistsError(_foreign_message(root))
         if not overwrite:
             raise FileExistsError(f"{root} already holds a built-in data set: pass overwrite=True "
                                   "(`usdiff data generate --overwrite`) to replace it, or choose another folder")
@@ -198,6 +199,12 @@ def load_manifest(root: str | Path) -> dict:
     return manifest
 
 
+def _foreign_message(root: Path) -> str:
+    return (f"{root} is not empty (hidden files count) and is not a usdiff built-in data set (it has no {MARKER} "
+            "marker and no built-in manifest.json): nothing was written. Choose a new or empty folder; a data set "
+            "whose generation was interrupted by an older usdiff (no marker yet) has to be deleted by hand")
+
+
 def is_builtin_folder(root: str | Path) -> bool:
     """Whether `root` is a folder written by `generate_dataset`: it holds the marker file (written
     before any image, so also an interrupted generation) or a built-in manifest (older data sets)."""
@@ -253,20 +260,20 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
         raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
     reason = _mismatch(root, n, size, seed, splits)
     if reason is not None and root.is_dir() and any(root.iterdir()) and not is_builtin_folder(root):
-        raise FileExistsError(f"{root} is not empty and is not a usdiff built-in data set ({reason}): nothing "
-                              "was written; choose a new or empty folder for the built-in data set")
+        raise FileExistsError(_foreign_message(root))
     if reason is None:
         print(f"usdiff: reusing the built-in data set at {root} (n={n}, size={size}, seed={seed})")
         return root
     print(f"usdiff: generating the built-in data set at {root} (n={n}, size={size}, seed={seed}) "
           f"because {reason}")
-    if root.is_dir() and not any(root.iterdir()):
+    if root.is_dir() and not root.is_symlink() and not any(root.iterdir()):
         root.rmdir()                       # an empty folder is filled like a new one
     if root.exists():
         return generate_dataset(root, n=n, size=size, seed=seed, splits=splits, workers=workers, progress=progress,
                                 overwrite=True)
     root.parent.mkdir(parents=True, exist_ok=True)
-    leftovers = sorted(p.name for p in root.parent.glob(f".{root.name}.*") if p.is_dir())
+    private_name = re.compile(rf"\.{re.escape(root.name)}\.[A-Za-z0-9_]{{8}}")     # tempfile.mkdtemp's names
+    leftovers = sorted(p.name for p in root.parent.iterdir() if p.is_dir() and private_name.fullmatch(p.name))
     if leftovers:
         print(f"usdiff: note: {', '.join(leftovers)} beside {root} are private folders of generations that were "
               "killed (or are still running in another process); delete them by hand once none is running")
