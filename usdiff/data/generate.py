@@ -124,11 +124,7 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
     fractions = _check_splits(splits)
     workers = _check_int("workers", workers if workers is not None else min(2, os.cpu_count() or 1), 1)
     root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
-    if root.is_dir() and any(root.iterdir()):
-        if not is_builtin_folder(root):
-            raise FileExistsError(_foreign_message(root))
+    if _check_writable(root):
         if not overwrite:
             raise FileExistsError(f"{root} already holds a built-in data set: pass overwrite=True "
                                   "(`usdiff data generate --overwrite`) to replace it, or choose another folder")
@@ -199,10 +195,19 @@ def load_manifest(root: str | Path) -> dict:
     return manifest
 
 
-def _foreign_message(root: Path) -> str:
-    return (f"{root} is not empty (hidden files count) and is not a usdiff built-in data set (it has no {MARKER} "
+def _check_writable(root: Path) -> bool:
+    """Refuse a `root` that a data set may not be written into; return whether it holds one already
+    (False: it is new or empty)."""
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
+    if not root.is_dir() or not any(root.iterdir()):
+        return False
+    if not is_builtin_folder(root):
+        raise FileExistsError(
+            f"{root} is not empty (hidden files count) and is not a usdiff built-in data set (it has no {MARKER} "
             "marker and no built-in manifest.json): nothing was written. Choose a new or empty folder; a data set "
             "whose generation was interrupted by an older usdiff (no marker yet) has to be deleted by hand")
+    return True
 
 
 def is_builtin_folder(root: str | Path) -> bool:
@@ -256,11 +261,8 @@ def ensure_dataset(root: str | Path, n: int = 12_000, size: int = 128, seed: int
     generation names such folders (it cannot tell a dead one from another process's) for you to delete.
     """
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"data set folder {root} exists and is not a directory")
+    _check_writable(root)                  # refused before anything is printed
     reason = _mismatch(root, n, size, seed, splits)
-    if reason is not None and root.is_dir() and any(root.iterdir()) and not is_builtin_folder(root):
-        raise FileExistsError(_foreign_message(root))
     if reason is None:
         print(f"usdiff: reusing the built-in data set at {root} (n={n}, size={size}, seed={seed})")
         return root
