@@ -1,7 +1,7 @@
 """Give a checkpoint written before data statistics were saved the per-pixel mean and std of its
 training images, for ``DiffAE.random_x_T(prior="data")`` (what the Trainer now stores itself).
 
-    python scripts/add_data_stats.py assets/diffae_tiny.pt --data data/builtin --in-place
+    python scripts/add_data_stats.py assets/diffae_tiny_eps.pt --data data/builtin --in-place
 
 The images are those the Trainer reads (usdiff.train.training_dataset: the train split of a built-in
 data set, both domains), 2,048 of them evenly spaced, as the Trainer takes them. Without

@@ -2,7 +2,7 @@
 stronger-model work under each (x_T prior, DDIM steps, eta), judged by the domain critic and by
 fine_texture (benchmarks/README.md, "the fix holds at the goal's 20 steps only").
 
-    python scripts/prior_sweep.py                      # the table's rows (n = 100), about 35 min on 2 CPU cores
+    python scripts/prior_sweep.py --ckpt assets/diffae_tiny_eps.pt     # the table's rows (n = 100), about 35 min on 2 CPU cores
     python scripts/prior_sweep.py --n 50 --grid data:100:0 gaussian:100:0
 
 For the first `n` held-out phantoms of each domain: their z_sem decoded from random x_T (seed 0),

@@ -1,4 +1,4 @@
-"""Train the shipped checkpoint ``assets/diffae_tiny.pt`` (the `tiny` preset with the `fast` recipe).
+"""Train the shipped checkpoint ``assets/diffae_tiny.pt`` (the `tiny` preset with the `vzsnr` recipe).
 
 The `tiny` preset (64 px, 1.55 M parameters, batch 16, EMA 0.999) is trained on the *train split* of
 the default built-in data set (``seed=0``, 12,000 phantoms, sim + real-like twins), so that the val/test
@@ -6,13 +6,18 @@ splits the notebooks use stay held out. The images are rendered in memory at 128
 generate`` writes them, and resized to 64 px. At the end the EMA weights are exported in fp16 and the
 held-out reconstruction error is printed (``--eval-only`` prints just that, for an existing ``--export``).
 
-    python scripts/train_pretrained.py --overwrite      # the shipped checkpoint: fast recipe, 8,800 steps
+    python scripts/train_pretrained.py --overwrite      # the shipped checkpoint: vzsnr recipe, 6,000 steps
 
-8,800 steps are what 2.5 h of 2 idle CPU cores give (1.02 s per step, benchmarks/README.md); add
-``--minutes 150`` to stop at 2.5 h on a slower machine. The
-recipes train in fp32 and draw t and the noise from one CPU generator on every device, so a GPU runs
-the same recipe, only sooner (the loss curves agree, benchmarks/README.md); ``--resume`` continues a
-run exactly, on any device.
+The `vzsnr` recipe predicts v on a schedule rescaled to zero terminal SNR and samples from t = T - 1
+(Lin et al. 2024); 6,000 steps take 84 min on 2 idle CPU cores (0.84 s per step, benchmarks/README.md);
+add ``--minutes 150`` to stop at 2.5 h on a slower machine. The earlier eps checkpoint
+``assets/diffae_tiny_eps.pt`` (kept for notebook 03's signal-leak section) is the `fast` recipe:
+
+    python scripts/train_pretrained.py --recipe fast --steps 8800 --export assets/diffae_tiny_eps.pt --overwrite
+
+The recipes train in fp32 and draw t and the noise from one CPU generator on every device, so a GPU
+runs the same recipe, only sooner (the loss curves agree, benchmarks/README.md); ``--resume``
+continues a run exactly, on any device.
 
 Recipes are compared at equal *wall time*: ``--minutes M`` trains until M minutes have passed (``--steps``
 is then only an upper bound) and ``--snapshot-minutes 15 30 60`` writes the EMA weights at those marks to
@@ -20,12 +25,6 @@ is then only an upper bound) and ``--snapshot-minutes 15 30 60`` writes the EMA 
 
     python scripts/train_pretrained.py --recipe study --minutes 15 --snapshot-minutes 15 --threads 1 \
         --out runs/study15 --export runs/study15/diffae_tiny_study.pt
-
-``assets/diffae_tiny_v.pt`` is the `vzsnr` recipe (v-prediction, zero terminal SNR, trailing steps)
-from scratch, 6,000 steps (84 min on 2 idle CPU cores):
-
-    python scripts/train_pretrained.py --recipe vzsnr --steps 6000 --out runs/vzsnr \
-        --export assets/diffae_tiny_v.pt --overwrite
 
 ``--init CKPT`` starts from a checkpoint's weights instead of random ones (fine-tuning, as the
 equal-time comparison of the recipes in benchmarks/README.md does).
@@ -127,10 +126,10 @@ def fit_for_minutes(trainer: Trainer, max_steps: int, minutes: float, snapshots:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=8800,
-                        help="optimizer steps in all (default: 8800, the shipped checkpoint's: 2.5 h on 2 CPU cores)")
-    parser.add_argument("--recipe", choices=sorted(RECIPES), default="fast",
-                        help="training recipe (see RECIPES; default: fast, the shipped checkpoint's)")
+    parser.add_argument("--steps", type=int, default=6000,
+                        help="optimizer steps in all (default: 6000, the shipped checkpoint's: 84 min on 2 CPU cores)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="vzsnr",
+                        help="training recipe (see RECIPES; default: vzsnr, the shipped checkpoint's)")
     parser.add_argument("--config", choices=("tiny", "small"), default="tiny",
                         help="model preset (small: 25.8 M parameters, for a GPU; too large for assets/)")
     parser.add_argument("--minutes", type=float, default=None,

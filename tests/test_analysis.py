@@ -355,7 +355,7 @@ def test_z_swap_ratio_is_zero_for_a_decoder_that_ignores_z_sem(model):
 
 
 def test_the_shipped_checkpoint_decodes_with_z_sem():
-    """Fails if the shipped DiffAE's decoder nearly ignores z_sem: the 3,000-step checkpoint it replaced moved a
+    """Fails if a shipped DiffAE's decoder nearly ignores z_sem: an earlier 3,000-step eps checkpoint moved a
     decoded image by only 2-7 % of the distance between the two images when their codes were swapped."""
     from pathlib import Path
 
@@ -363,7 +363,7 @@ def test_the_shipped_checkpoint_decodes_with_z_sem():
     from usdiff.data import assign_splits, item_seed, render_item
     from usdiff.train import load_model
 
-    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny.pt", device="cpu")
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny_eps.pt", device="cpu")
     idx = [i for i, s in enumerate(assign_splits(12_000, 0)) if s == "test"][:8]
     x = torch.from_numpy(np.stack([render_item(item_seed(0, i), 128)[1] for i in idx])).float()[:, None] / 255
     x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1

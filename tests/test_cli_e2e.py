@@ -156,7 +156,7 @@ def test_direction_fit_then_translate_uses_it_by_default(world, tmp_path):
     ok(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data", "--out", world / "run" / "ckpt_direction.pt"))
     res = ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "t",
                     "--method", "classifier", "--encode-steps", 2, "--decode-steps", 2))
-    assert "wrote 5 images translated with ClassifierTranslator(loss='bce', alpha=0.75" in res.stdout
+    assert "wrote 5 images translated with ClassifierTranslator(loss='bce', alpha=1.0" in res.stdout
     assert len(list((tmp_path / "t").iterdir())) == 5
     # another method, fitted on the data set, saved, then used from the saved file
     fitted = tmp_path / "sdedit.pt"

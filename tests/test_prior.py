@@ -106,14 +106,14 @@ def test_dataset_images_are_evenly_spaced_and_checked():
         dataset_images(blobs(n=1))
 
 
-def test_the_shipped_checkpoint_keeps_brightness_only_with_the_data_prior():
-    """The signal leak, measured: DDIM's first step (t = 950 of 1000 for 20 steps) still holds 7.6 % of the
+def test_the_eps_checkpoint_keeps_brightness_only_with_the_data_prior():
+    """The signal leak of assets/diffae_tiny_eps.pt, measured: DDIM's first step (t = 950 of 1000 for 20 steps) still holds 7.6 % of the
     image, so the model reads brightness from x_T. N(0, I) makes real-like codes decode far too bright;
     the data prior gives the held-out images' brightness back."""
     from usdiff.data import assign_splits, item_seed, render_item
 
-    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny.pt", device="cpu")
-    assert model.data_mean is not None
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny_eps.pt", device="cpu")
+    assert model.data_mean is not None and model.config.prediction == "eps"
     idx = [i for i, s in enumerate(assign_splits(12_000, 0)) if s == "test"][:8]
     x = torch.from_numpy(np.stack([render_item(item_seed(0, i), 128)[1] for i in idx])).float()[:, None] / 255
     x = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True) * 2 - 1
@@ -125,14 +125,14 @@ def test_the_shipped_checkpoint_keeps_brightness_only_with_the_data_prior():
     assert abs(brightness["data"]) < 0.1 < brightness["gaussian"], brightness
 
 
-def test_the_v_checkpoint_has_no_signal_leak_and_decodes_with_z_sem():
-    """assets/diffae_tiny_v.pt predicts v on a zero-terminal-SNR schedule and samples from t = T - 1, where x_T
+def test_the_shipped_v_checkpoint_has_no_signal_leak_and_decodes_with_z_sem():
+    """assets/diffae_tiny.pt predicts v on a zero-terminal-SNR schedule and samples from t = T - 1, where x_T
     is pure noise: its samples from N(0, I) must get their brightness from z_sem alone (the eps checkpoint's are
     > 0.1 too bright, test above), and swapping z_sem must move an image most of the way to the other."""
     from usdiff.analysis import z_swap_ratio
     from usdiff.data import assign_splits, item_seed, render_item
 
-    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny_v.pt", device="cpu")
+    model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny.pt", device="cpu")
     c = model.config
     assert (c.prediction, c.zero_terminal_snr, c.timestep_spacing) == ("v", True, "trailing")
     assert model.scheduler.alphas_cumprod[int(model.scheduler.set_timesteps(20)[0])] == 0

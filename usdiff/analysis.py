@@ -627,7 +627,7 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
 
 
 def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: Mapping[str, LinearClassifier],
-                        alpha: float = 0.75, alpha_range: tuple[float, float] = (-1.5, 1.5), alpha_step: float = 0.05,
+                        alpha: float = 1.0, alpha_range: tuple[float, float] = (-1.5, 1.5), alpha_step: float = 0.05,
                         encode_steps: int = 10, decode_steps: int = 10, judge: LinearClassifier | None = None,
                         draw: bool = True, critics=None, twins: Mapping[str, torch.Tensor] | None = None,
                         label_maps: Mapping[str, np.ndarray] | None = None):

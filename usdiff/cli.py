@@ -365,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label maps of the inputs, same names (guided uses them)")
     knobs = p.add_argument_group("method knobs (default: the method's own)")
     knobs.add_argument("--loss", default=None, choices=["bce", "mse"], help="classifier: loss when fitting (bce)")
-    knobs.add_argument("--alpha", type=float, default=None, help="classifier: step along the direction (0.75)")
+    knobs.add_argument("--alpha", type=float, default=None, help="classifier: step along the direction (1.0)")
     knobs.add_argument("--strength", type=float, default=None,
                        help="transport/sdedit/guided: 0 = own z_sem, 1 = fully transported (1.0)")
     knobs.add_argument("--t0", type=float, default=None, help="sdedit/guided: noise level to start from, fraction of T (0.5)")
