@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/builtin"))
     parser.add_argument("--out", type=Path, default=Path("assets"))
     parser.add_argument("--n-images", type=int, default=5, help="test phantoms in the hero strip")
-    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.3, 0.75, 1.5])
+    parser.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.3, 1.0, 1.5])
     parser.add_argument("--n-fit", type=int, default=2000, help="train phantoms whose codes fit the classifier")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=("hero", "architecture"), help="draw one figure only")

@@ -61,3 +61,30 @@ def test_train_pretrained_init_copies_weights_across_parameterisations_and_refus
     wider.base_channels = 32
     with pytest.raises(ValueError, match="base_channels=16 but the model being trained has 32"):
         script.init_from(DiffAE.from_config(wider), str(path))
+
+
+def test_calibrate_alpha_suggests_the_smallest_visible_step_that_the_critic_calls_real():
+    calib = load("calibrate_alpha")
+    alphas = [-0.75, 0.0, 0.3, 0.75, 1.0, 1.5]
+    change = [0.03, 0.0, 0.02, 0.05, 0.07, 0.10]
+    p_real = [0.0, 0.0, 0.0, 0.17, 0.96, 1.00]
+    assert calib.suggest(alphas, change, p_real, 0.05) == 1.0          # 0.75 changes enough but is not called real
+    assert calib.suggest(alphas, change, p_real, 0.08) == 1.5          # a stricter bar for "visible"
+    assert calib.suggest(alphas, change, [0.6] * 6, 0.05) == 0.75      # negative steps never count
+    assert calib.suggest(alphas, change, p_real, 0.2) is None
+
+
+def test_calibrate_alpha_prints_one_row_per_step_with_zero_change_at_alpha_zero(tmp_path, capsys):
+    from usdiff.data import generate_dataset
+
+    data = generate_dataset(tmp_path / "data", n=20, size=64, seed=0, workers=1, progress=False)
+    calib = load("calibrate_alpha")
+    assert calib.main(["--ckpt", str(ROOT / "assets" / "diffae_tiny.pt"), "--data", str(data), "--n", "2",
+                       "--alphas", "1.5", "--steps", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {float(r.split()[0]): [float(v) for v in r.split()[1:]] for r in lines[2:4]}
+    assert set(rows) == {0.0, 1.5}
+    assert rows[0.0][0] == 0.0 and rows[1.5][0] > 0.0                  # mean |delta| against the reconstruction
+    assert lines[-1].startswith(("suggested alpha:", "no alpha of the grid"))
+    with pytest.raises(SystemExit):
+        calib.main(["--ckpt", str(tmp_path / "none.pt"), "--data", str(data)])   # no direction file beside it
