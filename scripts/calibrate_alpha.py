@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usdiff.analysis import manipulation_sweep
+from usdiff.analysis import manipulation_sweep, sweep_metrics
 from usdiff.data import BuiltinDataset
 from usdiff.metrics.critics import load_critics, nearest_critic_size
-from usdiff.metrics.judge import resize_label_maps
 from usdiff.train import load_model
 from usdiff.translate import default_method_path, resolve_method
 
@@ -67,18 +66,14 @@ def main(argv=None) -> int:
                                decode_steps=args.steps)
     ims = sweep["images"]["bce"]
     recon = ims[alphas.index(0.0)]
-    lab = resize_label_maps(labels, critics.size)
+    change = [float((im - recon).abs().mean()) for im in ims]
+    m = sweep_metrics(model, sweep, direction, labels, critics=critics)["bce"]
+    p_real = [float(v) for v in m["p_critic"]]
     print(f"{args.ckpt}: {n} held-out simulated test images, {args.steps} DDIM steps each way, "
           f"direction {direction_file.name}, critics at {critics.size} px")
     print(f"{'alpha':>6s} {'mean |delta|':>12s} {'critic P(real)':>14s} {'aorta Dice':>10s} {'one aorta':>9s}")
-    change, p_real = [], []
     for k, a in enumerate(alphas):
-        d = float((ims[k] - recon).abs().mean())
-        pr = float(critics.p_real(ims[k], (-1, 1)).mean())
-        seg = critics.anatomy_scores(ims[k], lab, (-1, 1))
-        change.append(d)
-        p_real.append(pr)
-        print(f"{a:6.2f} {d:12.3f} {pr:14.2f} {seg['dice_aorta']:10.2f} {seg['one_aorta_rate']:9.2f}")
+        print(f"{a:6.2f} {change[k]:12.3f} {p_real[k]:14.2f} {m['seg_dice_aorta'][k]:10.2f} {m['seg_one_aorta'][k]:9.2f}")
     best = suggest(alphas, change, p_real, args.min_change)
     print(f"suggested alpha: {best}" if best is not None else
           f"no alpha of the grid changes the images by >= {args.min_change} and is called real by the critic")
