@@ -96,8 +96,8 @@ def sample_folder(ckpt: str | Path, out_dir: str | Path, *, n: int = 1200, data_
     model = load_model(ckpt, device=device)
     if prior == "data" and model.data_mean is None:
         raise ValueError(f"prior='data' needs a checkpoint with the training images' statistics; {ckpt} has "
-                         "none (checkpoints from this version's Trainer and save_pretrained carry them); "
-                         "use prior='gaussian'")
+                         "none (checkpoints written by the Trainer carry them; scripts/add_data_stats.py adds them "
+                         "to others); use prior='gaussian'")
     size = model.config.image_size
     if domain not in ("sim", "real", "both"):
         raise ValueError(f"domain must be 'sim', 'real' or 'both', got {domain!r}")

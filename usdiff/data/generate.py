@@ -109,7 +109,7 @@ def generate_dataset(out: str | Path, n: int = 12_000, size: int = 128, seed: in
     Item ``i`` uses phantom seed ``item_seed(seed, i)``. `workers` processes (default: up to 2
     CPUs; small jobs run in this process). The manifest is written last, so a data set with a
     manifest is complete. `out` must be new or empty; with ``overwrite=True`` it may also be an
-    earlier built-in data set (complete or interrupted), which is replaced: its stale numbered PNGs
+    existing built-in data set (complete or interrupted), which is replaced: its stale numbered PNGs
     from a larger `n` are removed, other files are left alone.
 
     Raises:
@@ -205,14 +205,15 @@ def _check_writable(root: Path) -> bool:
     if not is_builtin_folder(root):
         raise FileExistsError(
             f"{root} is not empty (hidden files count) and is not a usdiff built-in data set (it has no {MARKER} "
-            "marker and no built-in manifest.json): nothing was written. Choose a new or empty folder; a data set "
-            "whose generation was interrupted by an older usdiff (no marker yet) has to be deleted by hand")
+            "marker and no built-in manifest.json): nothing was written. Choose a new or empty folder; a partly "
+            "written data set without the marker has to be deleted by hand")
     return True
 
 
 def is_builtin_folder(root: str | Path) -> bool:
     """Whether `root` is a folder written by `generate_dataset`: it holds the marker file (written
-    before any image, so also an interrupted generation) or a built-in manifest (older data sets)."""
+    before any image, so also an interrupted generation) or a built-in manifest (a complete data set
+    whose marker is missing)."""
     root = Path(root)
     if (root / MARKER).is_file():
         return True

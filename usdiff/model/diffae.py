@@ -344,8 +344,8 @@ class DiffAE(nn.Module):
             return torch.randn(shape, generator=generator)
         if self.data_mean is None:
             raise ValueError("prior='data' needs the training images' statistics, which this model does not "
-                             "have: call model.set_data_stats(train_images) (checkpoints written by this "
-                             "version's Trainer and save_pretrained carry them), or use prior='gaussian'")
+                             "have: call model.set_data_stats(train_images) (checkpoints written by the Trainer "
+                             "carry them; scripts/add_data_stats.py adds them to others), or use prior='gaussian'")
         t0 = int(self.scheduler.set_timesteps(steps)[0])
         ab = float(self.scheduler.alphas_cumprod[t0])
         e1, e2 = torch.randn(shape, generator=generator), torch.randn(shape, generator=generator)
