@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 from zmodels import z_dependent
 
+from usdiff.io import open_image_folder, to_uint8
 from usdiff.model import get_config
 from usdiff.model.diffae import DiffAE
 from usdiff.pipelines import reconstruct_folder, sample_folder
@@ -53,16 +54,29 @@ def test_reconstruct_folder_keeps_names_and_inverts_exactly(ckpt, images, tmp_pa
 
 
 def test_sample_folder_is_seeded_and_uses_random_x_T(ckpt, images, tmp_path):
+    def load(path):
+        return np.asarray(Image.open(path), dtype=float)
+
     a = sample_folder(ckpt, tmp_path / "a", n=5, images_dir=images, steps=3, batch_size=2, seed=1, progress=False)
     b = sample_folder(ckpt, tmp_path / "b", n=5, images_dir=images, steps=3, batch_size=2, seed=1, progress=False)
     c = sample_folder(ckpt, tmp_path / "c", n=5, images_dir=images, steps=3, batch_size=2, seed=2, progress=False)
     # named after the source image; cycling through the 3 images marks repeats with _r1
     assert [p.name for p in a] == ["a.png", "b.png", "c.png", "a_r1.png", "b_r1.png"]
-    load = [lambda p: np.asarray(Image.open(p), dtype=float)][0]
     assert all(np.array_equal(load(x), load(y)) for x, y in zip(a, b))
-    assert not all(np.array_equal(load(x), load(y)) for x, y in zip(a, c))
+    # the same z_sem with another seed: every sample changes, so x_T is drawn from the seed
+    assert all(np.abs(load(x) - load(y)).max() > 1 for x, y in zip(a, c))
+
+    # each sample decodes its source's z_sem from model.random_x_T; the batch that starts at output k
+    # (batches of 2 through the 3 sources: a b | c | a b) draws x_T from a generator seeded with seed + k
     model = load_model(ckpt)
-    assert model.config.image_size == 16
+    dataset = open_image_folder(images, model.config.image_size)
+    z = model.encode(torch.stack([dataset[i][0] for i in range(len(dataset))]))
+    for start, sources in ((0, [0, 1]), (2, [2]), (3, [0, 1])):
+        x_T = model.random_x_T(len(sources), steps=3, generator=torch.Generator().manual_seed(1 + start))
+        decoded = ((model.decode(x_T, z[sources], steps=3) + 1) / 2).clamp(0, 1)
+        for k, image in enumerate(decoded):
+            expected = to_uint8(image, value_range=(0.0, 1.0)).astype(float)
+            assert np.abs(load(a[start + k]) - expected).max() <= 1, a[start + k].name
 
 
 def test_sample_folder_needs_exactly_one_source(ckpt, images, tmp_path):
