@@ -112,7 +112,7 @@ def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):
     assert "generating" not in capsys.readouterr().out and _tree_bytes(own) == before
     assert not is_builtin_folder(own)
     (own / "notes.txt").write_text("x")
-    with pytest.raises(NotADirectoryError):
+    with pytest.raises(NotADirectoryError, match="notes.txt exists and is not a directory"):
         ensure_dataset(own / "notes.txt", n=4, size=24, seed=0, progress=False)
     assert "generating" not in capsys.readouterr().out
 
@@ -125,7 +125,8 @@ def test_a_folder_holding_anything_else_is_never_written_into(tmp_path, capsys):
     generate_dataset(made, n=3, size=24, seed=0, workers=1, progress=False, overwrite=True)
     assert load_manifest(made)["n"] == 3 and (made / "mine.txt").read_text() == "kept"
 
-    # an interrupted generation (marker, no manifest) and an older data set (manifest, no marker) count as built-in
+    # an interrupted generation (marker, no manifest) and a complete data set without the marker
+    # (manifest only) count as built-in
     (made / "manifest.json").unlink()
     assert is_builtin_folder(made)
     ensure_dataset(made, n=3, size=24, seed=0, workers=1, progress=False)
@@ -221,7 +222,7 @@ def test_builtin_dataset_items_splits_and_pairs(builtin):
     assert not torch.equal(sim, real)
     png = np.asarray(Image.open(builtin / "real" / "000002.png"), dtype=np.float32)
     assert torch.allclose(real[0], torch.from_numpy(png / 255 * 2 - 1), atol=1e-6)
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=f"index {2 * N} out of range for a dataset of {2 * N}"):
         both[2 * N]
 
 

@@ -155,7 +155,7 @@ def test_stats_errors():
         stats.update(np.ones((3, 5)))
     with pytest.raises(ValueError, match="features contains NaN"):
         stats.update(np.full((3, 4), np.nan))
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no statistics file at /nonexistent/stats.npz"):
         GaussianStats.load("/nonexistent/stats.npz")
 
 

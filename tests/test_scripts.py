@@ -86,5 +86,7 @@ def test_calibrate_alpha_prints_one_row_per_step_with_zero_change_at_alpha_zero(
     assert set(rows) == {0.0, 1.5}
     assert rows[0.0][0] == 0.0 and rows[1.5][0] > 0.0                  # mean |delta| against the reconstruction
     assert lines[-1].startswith(("suggested alpha:", "no alpha of the grid"))
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         calib.main(["--ckpt", str(tmp_path / "none.pt"), "--data", str(data)])   # no direction file beside it
+    assert exit_.value.code == 2
+    assert "is missing: fit it with `usdiff direction fit --ckpt" in capsys.readouterr().err
