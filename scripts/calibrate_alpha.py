@@ -3,7 +3,7 @@
     python scripts/calibrate_alpha.py --ckpt assets/diffae_tiny.pt      # about 4 min on 2 CPU cores
 
 Encodes held-out *simulated* test images of the built-in data set once (DDIM inversion), moves
-their z_sem along the realness direction saved beside the checkpoint (``NAME_direction.pt``) by each
+their z_sem along the realness direction saved beside the checkpoint (``NAME_classifier.pt``) by each
 alpha and decodes with the same x_T. For every alpha it prints, judged by the independent critics:
 the mean pixel change against the reconstruction (alpha = 0; mean |delta| on [-1, 1], what a
 slider shows), the domain critic's P(real) of the decoded images, the segmenter's aorta Dice against

@@ -4,7 +4,7 @@ Writes ``NAME_transport.pt``, ``NAME_sdedit.pt`` and ``NAME_guided.pt`` next to 
 ``usdiff translate --method ...`` and ``usdiff downstream`` look up), fitted on the unpaired train
 split of the built-in data set (sim codes of one half of the phantoms, real-like codes of the other;
 the guided method's guide segmenter on the sim half and its labels). The classifier method's
-``NAME_direction.pt`` comes from ``usdiff direction fit``; the CycleGAN from ``scripts/train_cyclegan.py``.
+``NAME_classifier.pt`` comes from ``usdiff direction fit``; the CycleGAN from ``scripts/train_cyclegan.py``.
 
     python scripts/fit_methods.py --ckpt assets/diffae_tiny.pt      # about 55 min on 2 CPU cores
 
@@ -23,6 +23,7 @@ import torch
 from usdiff.latent import encode_images
 from usdiff.train import load_model
 from usdiff.translate import (
+    GuidedTranslator,
     default_method_path,
     get_method,
     load_method,
@@ -47,7 +48,7 @@ def main(argv=None) -> int:
     guide = None
     if args.guide_from is not None:   # read it first: the file may be one that this run overwrites
         donor = load_method(args.guide_from)
-        if donor.name != "guided":
+        if not isinstance(donor, GuidedTranslator):
             p.error(f"--guide-from {args.guide_from} holds the {donor.name!r} method, not 'guided'")
         guide = donor.guide_
     t0 = time.perf_counter()
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
     z_sim = encode_images(model, data["sim"], progress=True)
     z_real = encode_images(model, data["real"], progress=True)
     for name in args.methods:
-        method = get_method(name).fit_codes(z_sim, z_real)
+        method = get_method(name).fit_codes(z_sim, z_real, fingerprint=model.fingerprint())
         if name == "guided" and guide is not None:
             if guide.size != model.config.image_size:
                 p.error(f"the guide of --guide-from works at {guide.size} px, the model at {model.config.image_size} px")
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
         elif name == "guided":
             method.fit_guide(data["sim"], data["sim_labels"], progress=True)
         out = save_method(default_method_path(args.ckpt, name), method, overwrite=args.overwrite,
-                          checkpoint=args.ckpt.name, n_sim=len(z_sim), n_real=len(z_real))
+                          checkpoint_name=args.ckpt.name, n_sim=len(z_sim), n_real=len(z_real))
         print(f"{name}: wrote {out}", flush=True)
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0

@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     data = unpaired_training_data(args.data, 64, n=None, progress=True)
     print(f"unpaired training images: {len(data['sim'])} sim, {len(data['real'])} real-like", flush=True)
-    method = get_method("cyclegan", steps=args.steps, batch_size=args.batch_size, minutes=args.minutes)
+    method = get_method("cyclegan", train_steps=args.steps, train_batch_size=args.batch_size, minutes=args.minutes)
     t0 = time.perf_counter()
     method.fit(None, data["sim"], data["real"], progress=True, seed=args.seed)
     log = method.log_

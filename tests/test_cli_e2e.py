@@ -153,7 +153,7 @@ def test_sample_one_domain_named_after_sources(world, tmp_path):
 
 def test_direction_fit_then_translate_uses_it_by_default(world, tmp_path):
     ckpt = world / "run" / "ckpt.pt"
-    ok(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data", "--out", world / "run" / "ckpt_direction.pt"))
+    ok(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data", "--out", world / "run" / "ckpt_classifier.pt"))
     res = ok(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "t",
                     "--method", "classifier", "--encode-steps", 2, "--decode-steps", 2))
     assert "wrote 5 images translated with ClassifierTranslator(loss='bce', alpha=1.0" in res.stdout
@@ -173,20 +173,20 @@ def test_direction_fit_then_translate_uses_it_by_default(world, tmp_path):
     one_line_error(usdiff("translate", "--ckpt", ckpt, "--images", world / "mixed", "--out", tmp_path / "s4",
                           "--method", "guided"), "no fitted 'guided' method")
     one_line_error(usdiff("direction", "fit", "--ckpt", ckpt, "--data", world / "data",
-                          "--out", world / "run" / "ckpt_direction.pt"), "exists")
+                          "--out", world / "run" / "ckpt_classifier.pt"), "exists")
 
 
 def test_broken_files_give_one_clear_line(world, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# not a checkpoint\n")
     one_line_error(usdiff("translate", "--ckpt", readme, "--images", world / "mixed", "--out", tmp_path / "o",
-                          "--method", "classifier", "--data", world / "data"), "README.md is not a usdiff checkpoint")
+                          "--method", "classifier", "--data", world / "data"), "README.md is not a DiffAE checkpoint")
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes((world / "run" / "ckpt.pt").read_bytes()[:5000])
     one_line_error(usdiff("reconstruct", "--ckpt", truncated, "--images", world / "mixed", "--out", tmp_path / "o"),
-                   "trunc.pt is not a usdiff checkpoint")
+                   "trunc.pt is not a DiffAE checkpoint")
     one_line_error(usdiff("sample", "--ckpt", readme, "--images", world / "mixed", "--out", tmp_path / "o"),
-                   "not a usdiff checkpoint")
+                   "not a DiffAE checkpoint")
     bad = tmp_path / "bad"
     bad.mkdir()
     for i in range(2):

@@ -58,19 +58,19 @@ def test_step_with_true_noise_stays_on_trajectory(sched):
     x0 = torch.rand(2, 1, 8, 8, generator=g) * 2 - 1
     eps = torch.randn(x0.shape, generator=g)
     x_t = sched.add_noise(x0, eps, torch.tensor([700, 700]))
-    x_prev = sched.step(eps, 700, 350, x_t)
+    x_prev = sched.step(eps, 700, 350, x_t).prev_sample
     assert torch.allclose(x_prev, sched.add_noise(x0, eps, torch.tensor([350, 350])), atol=1e-5)
-    assert torch.allclose(sched.step(eps, 700, -1, x_t), x0, atol=1e-4)
+    assert torch.allclose(sched.step(eps, 700, -1, x_t).prev_sample, x0, atol=1e-4)
 
 
 def test_inverse_step_undoes_step(sched):
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 1, 8, 8, generator=g)
     eps = torch.randn(x.shape, generator=g)
-    x_prev = sched.step(eps, 600, 550, x)
+    x_prev = sched.step(eps, 600, 550, x).prev_sample
     assert torch.allclose(sched.inverse_step(eps, 550, 600, x_prev), x, atol=1e-5)
     x0 = torch.rand(2, 1, 8, 8, generator=g)
-    assert torch.allclose(sched.step(eps, 0, -1, sched.inverse_step(eps, -1, 0, x0)), x0, atol=1e-5)
+    assert torch.allclose(sched.step(eps, 0, -1, sched.inverse_step(eps, -1, 0, x0)).prev_sample, x0, atol=1e-5)
 
 
 def test_eta_one_matches_ddpm_posterior(sched):
@@ -79,7 +79,7 @@ def test_eta_one_matches_ddpm_posterior(sched):
     x = torch.randn(2, 1, 8, 8, generator=g)
     eps = torch.randn(x.shape, generator=g)
     t = 500
-    out = sched.step(eps, t, t - 1, x, eta=1.0, generator=torch.Generator().manual_seed(9))
+    out = sched.step(eps, t, t - 1, x, eta=1.0, generator=torch.Generator().manual_seed(9)).prev_sample
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(9))
     ab_t, ab_prev, beta = (sched.alphas_cumprod[t], sched.alphas_cumprod[t - 1], sched.betas[t])
     var = (1 - ab_prev) / (1 - ab_t) * beta
@@ -91,16 +91,16 @@ def test_eta_one_matches_ddpm_posterior(sched):
 def test_eta_noise_is_reproducible_and_varies(sched):
     x = torch.randn(1, 1, 8, 8)
     eps = torch.randn_like(x)
-    a = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(0))
-    b = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(0))
-    c = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(1))
+    a = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(0)).prev_sample
+    b = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(0)).prev_sample
+    c = sched.step(eps, 500, 400, x, eta=0.5, generator=torch.Generator().manual_seed(1)).prev_sample
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
 def test_clip_x0_bounds_prediction(sched):
     x = torch.full((1, 1, 4, 4), 5.0)
     eps = torch.zeros_like(x)
-    assert sched.step(eps, 10, -1, x, clip_x0=True).abs().max().item() <= 1.0 + 1e-6
+    assert sched.step(eps, 10, -1, x, clip_x0=True).prev_sample.abs().max().item() <= 1.0 + 1e-6
 
 
 def test_timestep_out_of_range(sched):

@@ -42,8 +42,7 @@ Where they differ (each test that touches a difference says which):
    same: the tests give our step diffusers' t_prev and compare.
 2. "leading" grid: ours is ``floor(k T / n)``, diffusers' ``k (T // n) + steps_offset``, k = 0..n-1.
    They agree iff ``T % n`` is 0 or 1; otherwise ours is larger by exactly ``floor(k (T % n) / n)``
-   (n = 7: ours 857, 714, ..., 0; diffusers 852, 710, ..., 0), except where our float floor drops an
-   exact integer k T / n by one: a bug in ours, see ``LEADING_FLOOR_BUG``.
+   (n = 7: ours 857, 714, ..., 0; diffusers 852, 710, ..., 0); ours computes the floor in integers.
 3. "trailing" grid: both ``round(T - k T / n) - 1``; they agree for n = 7 and 30 and for most step
    counts (889 of 1..1000 at T = 1000). Two float artefacts make the rest differ: where
    ``T - k T / n`` is an exact half-integer (n = 48: 937.5), numpy's ``arange`` with a float step and
@@ -241,41 +240,26 @@ def test_leading_grid_matches_when_n_divides_T(n):
 
 
 def test_leading_grid_offset_from_diffusers():
-    """Difference 2, over every n in 1..T: ours floor(k T / n), diffusers k (T // n), so ours is
-    larger by floor(k (T % n) / n), except where our float floor drops an exact integer k T / n
-    by one (LEADING_FLOOR_BUG)."""
+    """Difference 2, over every n in 1..T: ours floor(k T / n) (exact integers), diffusers k (T // n),
+    so ours is larger by floor(k (T % n) / n); the two agree exactly where T % n is 0 or 1."""
     ours, theirs = pair(spacing="leading")
-    floor_bug = set()
     for n in range(1, T + 1):
         theirs.set_timesteps(n)
         a, b = ours.set_timesteps(n).flip(0).tolist(), theirs.timesteps.flip(0).tolist()  # ascending
         for k, (x, y) in enumerate(zip(a, b)):
-            offset = k * (T % n) // n
-            if x - y == offset - 1 and (k * T) % n == 0:
-                floor_bug.add(n)
-            else:
-                assert x - y == offset, (n, k, x, y)
+            assert x - y == k * (T % n) // n, (n, k, x, y)
         assert (a == b) == (T % n in (0, 1)), n
-    assert floor_bug <= {n for n in range(1, T + 1) if T % n}      # never where n divides T
     theirs.set_timesteps(7)
     assert our_grid(ours, 7) == [857, 714, 571, 428, 285, 142, 0]
     assert theirs.timesteps.tolist() == [852, 710, 568, 426, 284, 142, 0]
 
 
-LEADING_FLOOR_BUG = (
-    "usdiff bug: DDIMScheduler.set_timesteps with spacing='leading' computes floor(k * (T / n)) in "
-    "float64, which drops an exact integer k T / n by one when the product rounds below it: T = 1000, "
-    "n = 38, k = 19 gives 499 instead of 500 (70 of the 1000 step counts, none dividing T)")
-
-
-@pytest.mark.xfail(strict=True, reason=LEADING_FLOOR_BUG)
 @pytest.mark.parametrize("n", [38, 76])
 def test_leading_grid_is_floor_k_T_over_n(n):
-    """The stated relation to diffusers' grid, ours = diffusers + floor(k (T % n) / n), at n = 38, 76."""
-    ours, theirs = pair(spacing="leading")
-    theirs.set_timesteps(n)
-    expected = [y + k * (T % n) // n for k, y in enumerate(theirs.timesteps.flip(0).tolist())]
-    assert our_grid(ours, n)[::-1] == expected
+    """floor(k T / n) exactly, where a float product k * (T / n) would round an integer down
+    (T = 1000, n = 38, k = 19: 500, not 499)."""
+    ours, _ = pair(spacing="leading")
+    assert our_grid(ours, n)[::-1] == [k * T // n for k in range(n)]
 
 
 # ---- the DDIM step ------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from zmodels import tiny_z_model
 
+from usdiff.io import FolderOptions
 from usdiff.latent import LinearClassifier, ZNormalizer
 from usdiff.train import save_pretrained
 from usdiff.translate import (
@@ -25,6 +26,7 @@ from usdiff.translate import (
 )
 
 SIZE = 32
+CPU = FolderOptions(device="cpu")
 STEPS = 3
 
 
@@ -229,7 +231,7 @@ def test_direction_file_round_trip(tmp_path, classifier):
     with pytest.raises(FileNotFoundError, match="nothing.pt"):
         load_direction(tmp_path / "nothing.pt")
     torch.save({"a": 1}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="not a direction"):
+    with pytest.raises(ValueError, match="other.pt is not a translation method saved by usdiff"):
         load_direction(tmp_path / "other.pt")
 
 
@@ -250,15 +252,15 @@ def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
     src = write_pngs(tmp_path / "sim", names)
     direction = save_direction(tmp_path / "dir.pt", classifier)
     ckpt = save_pretrained(model, tmp_path / "model.pt", half=False)
-    out = translate_folder(method_for(direction), ckpt, src, tmp_path / "out", batch_size=2, device="cpu",
-                           progress=False)
+    out = translate_folder(method_for(load_direction(direction)), ckpt, src, tmp_path / "out",
+                           options=FolderOptions(batch_size=2, device="cpu"), progress=False)
     assert [p.name for p in out] == sorted(names)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(names)
     for p in out:
         with Image.open(p) as im:
             assert im.size == (SIZE, SIZE) and im.mode == "L"
     # alpha = 0 reproduces the plain reconstruction of the image (model object instead of a file)
-    out0 = translate_folder(method_for(classifier, 0.0), model, src, tmp_path / "out0", device="cpu", progress=False)
+    out0 = translate_folder(method_for(classifier, 0.0), model, src, tmp_path / "out0", options=CPU, progress=False)
     x = torch.from_numpy(np.asarray(Image.open(src / "a.png"), dtype=np.float32) / 255.0)[None, None] * 2 - 1
     z = model.encode(x)
     rec = model.decode(model.encode_stochastic(x, z, steps=STEPS), z, steps=STEPS)
@@ -270,7 +272,7 @@ def test_translate_folder_one_output_per_input(tmp_path, model, classifier):
 def test_translate_folder_errors(tmp_path, model, classifier):
     src = write_pngs(tmp_path / "sim", ["a.png"])
     method = method_for(classifier)
-    kw = dict(device="cpu", progress=False)
+    kw = dict(options=CPU, progress=False)
     with pytest.raises(FileNotFoundError, match="checkpoint not found: .*missing.pt"):
         translate_folder(method, tmp_path / "missing.pt", src, tmp_path / "out", **kw)
     (tmp_path / "empty").mkdir()
@@ -281,11 +283,13 @@ def test_translate_folder_errors(tmp_path, model, classifier):
     big = write_pngs(tmp_path / "big", ["x.png"], size=48)         # other sizes are resized by default
     out = translate_folder(method, model, big, tmp_path / "out_big", **kw)
     assert Image.open(out[0]).size == (SIZE, SIZE)
-    kept = translate_folder(method, model, big, tmp_path / "out_kept", keep_size=True, **kw)
+    kept = translate_folder(method, model, big, tmp_path / "out_kept", options=FolderOptions(keep_size=True, device="cpu"),
+                            progress=False)
     assert Image.open(kept[0]).size == (48, 48)
     with pytest.raises(FileExistsError, match="exist in .*out_big"):
         translate_folder(method, model, big, tmp_path / "out_big", **kw)
-    translate_folder(method, model, big, tmp_path / "out_big", overwrite=True, **kw)
+    translate_folder(method, model, big, tmp_path / "out_big", options=FolderOptions(overwrite=True, device="cpu"),
+                     progress=False)
     with pytest.raises(ValueError, match="out_dir must differ"):
         translate_folder(method, model, src, src, **kw)
     with pytest.raises(RuntimeError, match="not fitted yet"):
@@ -294,8 +298,11 @@ def test_translate_folder_errors(tmp_path, model, classifier):
         translate_folder("classifier", model, src, tmp_path / "out", **kw)
     with pytest.raises(ValueError, match="needs the DiffAE"):
         translate_folder(method, None, src, tmp_path / "out", **kw)
-    with pytest.raises(ValueError, match="no fitted 'classifier' method"):
-        resolve_method("classifier", tmp_path / "model.pt", progress=False)
+    with pytest.raises(FileNotFoundError, match="checkpoint not found: .*nothing.pt"):
+        resolve_method("classifier", tmp_path / "nothing.pt", progress=False)
+    ckpt = save_pretrained(model, tmp_path / "model.pt", half=False)
+    with pytest.raises(ValueError, match=r"no fitted 'classifier' method \(none at .*model_classifier.pt\)"):
+        resolve_method("classifier", ckpt, progress=False)
     with pytest.raises(ValueError, match="unknown translation method 'pix2pix'; choose one of"):
         resolve_method("pix2pix", model)
     wrong = LinearClassifier(lr=1e-2, epochs=1, device="cpu").fit(np.random.default_rng(0).standard_normal((8, 5)),
@@ -321,7 +328,7 @@ def test_resolve_method_fits_on_the_builtin_data_unpaired(tmp_path, model):
     assert all(torch.equal(parts["sim"][k], sims[k][0]) for k in range(half))
     assert all(torch.equal(parts["real"][k], twins[half + k][0]) for k in range(len(parts["real"])))
     np.testing.assert_array_equal(parts["sim_labels"][0], sims.label_map(0))
-    method = resolve_method("transport", model, data_dir=data, knobs={"encode_steps": STEPS, "decode_steps": STEPS},
+    method = resolve_method("transport", model, fit_on=data, settings={"encode_steps": STEPS, "decode_steps": STEPS},
                             progress=False)
     assert method.fitted and method.transport_["A"].shape == (model.config.z_dim, model.config.z_dim)
     saved = save_method(tmp_path / "transport.pt", method)
@@ -333,12 +340,12 @@ def test_resolve_method_fits_on_the_builtin_data_unpaired(tmp_path, model):
     with pytest.raises(ValueError, match="holds a fitted 'transport' method, not 'sdedit'"):
         resolve_method("sdedit", model, fitted=saved)
     with pytest.raises(FileNotFoundError, match="data set folder not found"):
-        resolve_method("transport", model, data_dir=tmp_path / "none", progress=False)
+        resolve_method("transport", model, fit_on=tmp_path / "none", progress=False)
 
 
 def test_translation_applies_the_manipulation_in_the_direction_asked(tmp_path, model, classifier):
     src = write_pngs(tmp_path / "sim", ["a.png", "b.png"])
-    kw = dict(device="cpu", progress=False)
+    kw = dict(options=CPU, progress=False)
     read = lambda p: np.asarray(Image.open(p), dtype=np.float64)  # noqa: E731
     outs = {a: [read(p) for p in translate_folder(method_for(classifier, a), model, src, tmp_path / f"o{a}", **kw)]
             for a in (0.0, 1.0, -1.0)}

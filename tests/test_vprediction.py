@@ -68,9 +68,9 @@ def test_step_with_the_true_v_stays_on_the_trajectory_from_pure_noise():
     x_T = s.add_noise(x0, noise, torch.full((3,), 999))
     assert torch.equal(x_T, noise)                                # nothing of the image is left
     v = s.target(x0, noise, torch.full((3,), 999))
-    torch.testing.assert_close(s.step(v, 999, 949, x_T), s.add_noise(x0, noise, torch.full((3,), 949)),
+    torch.testing.assert_close(s.step(v, 999, 949, x_T).prev_sample, s.add_noise(x0, noise, torch.full((3,), 949)),
                                atol=1e-5, rtol=0)
-    torch.testing.assert_close(s.step(v, 999, -1, x_T), x0, atol=1e-5, rtol=0)
+    torch.testing.assert_close(s.step(v, 999, -1, x_T).prev_sample, x0, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])
@@ -79,7 +79,7 @@ def test_exact_inverse_step_undoes_step(prediction, t, t_next):
     s = vsched() if prediction == "v" else DDIMScheduler("cosine")
     g = torch.Generator().manual_seed(5)
     x_next, out = torch.randn(2, 1, 8, 8, generator=g), torch.randn(2, 1, 8, 8, generator=g)
-    x = s.step(out, t_next, t, x_next)
+    x = s.step(out, t_next, t, x_next).prev_sample
     torch.testing.assert_close(s.exact_inverse_step(out, t, t_next, x), x_next, atol=1e-4, rtol=0)
 
 

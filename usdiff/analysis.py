@@ -37,7 +37,7 @@ from .metrics.anatomy import (
 )
 from .metrics.c2st import wilson_interval
 from .metrics.frechet import fid_from_features
-from .translate import interpolate, manipulate_z
+from .translate import interpolate, manipulate_z, translate_batches
 from .utils import model_device as _model_device
 
 __all__ = [
@@ -101,19 +101,6 @@ def reconstruction_error(model, images, steps: int = 100, fixed_point_iters: int
 
 
 # ---- translation methods -------------------------------------------------------------------------
-
-def translate_batches(method, model, x, labels=None, batch_size: int = 32, seed: int = 0,
-                      progress: bool = False) -> torch.Tensor:
-    """`x` ``(N, 1, H, W)`` translated by a fitted method in batches (CPU result); `labels` go to the
-    methods that use them (guided). The noise of stochastic methods comes from one generator seeded `seed`."""
-    g = torch.Generator().manual_seed(seed)
-    device = _model_device(model) if model is not None else torch.device("cpu")
-    out = []
-    for i in tqdm(range(0, len(x), batch_size), desc=f"translate ({method.name})", disable=not progress, leave=False):
-        extra = {"labels": np.asarray(labels[i:i + batch_size])} if method.name == "guided" else {}
-        out.append(method.translate(model, x[i:i + batch_size].to(device), generator=g, **extra).cpu())
-    return torch.cat(out)
-
 
 def knob_sweep(method, model, knob: str, values: Sequence, x, labels, critics, seed: int = 0,
                progress: bool = True) -> dict:

@@ -88,7 +88,7 @@ def _direction_fit(args):
 
     path = fit_direction(args.ckpt, args.data, args.out, loss=args.loss, n_fit=args.n_fit, seed=args.seed,
                          device=args.device, overwrite=args.overwrite)
-    print(f"saved the {args.loss.upper()} realness direction to {path}")
+    print(f"saved the {args.loss.upper()} realness direction (a fitted classifier method) to {path}")
 
 
 def _evaluate(args):
@@ -131,7 +131,7 @@ def _downstream(args):
     steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
     report = run_downstream(data, args.ckpt, methods=args.methods, n_train=args.n_train, n_test=args.n_test,
                             steps=args.steps, seed=args.seed, augmentation=not args.no_augmentation, width=args.width,
-                            knobs={"classifier": steps_each_way, "transport": steps_each_way},
+                            settings={"classifier": steps_each_way, "transport": steps_each_way},
                             device=args.device, progress=not args.json)
     if args.json:
         keys = ("dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real", "dice", "n_train")
@@ -142,36 +142,70 @@ def _downstream(args):
     print(downstream_table(report))
 
 
-# the knobs each translation method takes from the command line (argparse dest -> constructor argument)
-METHOD_KNOBS = {
-    "classifier": ("loss", "alpha", "encode_steps", "decode_steps", "fixed_point_iters"),
-    "transport": ("strength", "encode_steps", "decode_steps"),
-    "sdedit": ("t0", "steps", "ilvr", "strength"),
-    "guided": ("t0", "steps", "ilvr", "strength", "scale"),
-    "cyclegan": (),
+# The settings of each translation method (its constructor's arguments, fit settings marked *), kept
+# here so that `usdiff --help` needs no torch; tests/test_cli.py checks them against the classes.
+METHOD_SETTINGS = {
+    "cyclegan": ("train_steps*", "train_batch_size*", "width*", "blocks*", "lambda_cyc*", "lambda_id*", "minutes*"),
+    "classifier": ("loss*", "alpha", "alpha_unit", "encode_steps", "decode_steps", "fixed_point_iters"),
+    "transport": ("strength", "reg*", "encode_steps", "decode_steps"),
+    "sdedit": ("t0", "steps", "ilvr", "ilvr_until", "strength", "reg*"),
+    "guided": ("scale", "guide_steps*", "guide_width*", "t0", "steps", "ilvr", "ilvr_until", "strength", "reg*"),
 }
-ALL_KNOBS = sorted({k for knobs in METHOD_KNOBS.values() for k in knobs})
+# one flag per setting name: (type, choices, what it does)
+SETTING_FLAGS = {
+    "loss": (str, ("bce", "mse"), "loss of the sim-vs-real classifier"),
+    "alpha": (float, None, "step along the realness direction"),
+    "alpha_unit": (str, ("sqrt_dim", "unit"), "unit of alpha: sqrt(D) per unit, or 1"),
+    "encode_steps": (int, None, "DDIM inversion steps"),
+    "decode_steps": (int, None, "DDIM decoding steps"),
+    "fixed_point_iters": (int, None, "refinements of each inversion step by fixed-point iteration"),
+    "strength": (float, None, "0 = own z_sem, 1 = fully transported"),
+    "reg": (float, None, "covariance ridge of the Gaussian transport, fraction of the mean variance"),
+    "t0": (float, None, "noise level to start from, fraction of T"),
+    "steps": (int, None, "DDIM grid over [0, T) (only the steps below t0 run)"),
+    "ilvr": (int, None, "ILVR anchor: down-sampling factor N (off when not given)"),
+    "ilvr_until": (float, None, "the ILVR anchor acts down to this fraction of T"),
+    "scale": (float, None, "guidance step (0 = plain sdedit)"),
+    "guide_steps": (int, None, "training steps of the guide segmenter"),
+    "guide_width": (int, None, "channels of the guide segmenter's first level"),
+    "train_steps": (int, None, "training steps"),
+    "train_batch_size": (int, None, "images per training step and domain"),
+    "width": (int, None, "channels of the first level of generators and discriminators"),
+    "blocks": (int, None, "residual blocks of each generator"),
+    "lambda_cyc": (float, None, "weight of the cycle-consistency loss"),
+    "lambda_id": (float, None, "weight of the identity loss"),
+    "minutes": (float, None, "stop training at this wall time"),
+}
+
+
+def method_settings(method: str) -> tuple[str, ...]:
+    """The setting names of a translation method (without the fit-setting mark)."""
+    return tuple(k.rstrip("*") for k in METHOD_SETTINGS[method])
 
 
 def _translate(args):
-    from .translate import resolve_method, save_method, translate_folder
+    from .io import FolderOptions
+    from .translate import FitData, resolve_method, save_method, translate_folder
 
-    given = {k: getattr(args, k) for k in ALL_KNOBS if getattr(args, k) is not None}
-    wrong = sorted(set(given) - set(METHOD_KNOBS[args.method]))
+    given = {k: getattr(args, k) for k in SETTING_FLAGS if getattr(args, k) is not None}
+    takes = method_settings(args.method)
+    wrong = sorted(set(given) - set(takes))
     if wrong:
         flags = ", ".join("--" + k.replace("_", "-") for k in wrong)
         raise ValueError(f"{flags} do(es) not apply to --method {args.method} (it takes: "
-                         f"{', '.join('--' + k.replace('_', '-') for k in METHOD_KNOBS[args.method]) or 'no knobs'})")
+                         f"{', '.join('--' + k.replace('_', '-') for k in takes)})")
     if args.save_fitted is not None and args.data is None:
         raise ValueError("--save-fitted needs --data (there is nothing new to save otherwise)")
-    method = resolve_method(args.method, args.ckpt, fitted=args.fitted, data_dir=args.data, n_fit=args.n_fit,
-                            knobs=given, seed=args.seed, device=args.device)
+    fit_on = FitData(args.data, n=args.n_fit) if args.data is not None else None
+    method = resolve_method(args.method, args.ckpt, fitted=args.fitted, fit_on=fit_on, settings=given,
+                            seed=args.seed, device=args.device)
     if args.save_fitted is not None:
         save_method(args.save_fitted, method, overwrite=args.overwrite)
         print(f"saved the fitted {args.method} method to {args.save_fitted}")
-    paths = translate_folder(method, args.ckpt if method.uses_diffae else None, args.images, args.out,
-                             labels_dir=args.labels, batch_size=args.batch_size, device=args.device, fit=args.fit,
-                             keep_size=args.keep_size, overwrite=args.overwrite, seed=args.seed)
+    options = FolderOptions(batch_size=args.batch_size, fit=args.fit, keep_size=args.keep_size,
+                            overwrite=args.overwrite, device=args.device)
+    paths = translate_folder(method, args.ckpt if method.needs_diffae else None, args.images, args.out,
+                             labels_dir=args.labels, options=options, seed=args.seed)
     print(f"wrote {len(paths)} images translated with {method!r} to {args.out}")
 
 
@@ -334,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, required=True,
                    help="built-in data set (train split) or your own folder with sim/ and real/")
     p.add_argument("--out", type=Path, required=True,
-                   help="output file; NAME_direction.pt beside NAME.pt is what translate uses by default")
+                   help="output file (a fitted classifier method); NAME_classifier.pt beside NAME.pt is what translate uses by default")
     p.add_argument("--loss", default="bce", choices=["bce", "mse"], help="classifier loss (the study tried both)")
     p.add_argument("--n-fit", type=int, default=4000, help="training images encoded to fit the classifier")
     seed_arg(p, "seed of the subset and the classifier")
@@ -342,19 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
 
     p = add("translate", _translate, "translate a folder of simulated images into real-looking PNGs with a "
-                                     "chosen method (knobs left out keep the method's default)")
-    p.add_argument("--ckpt", type=Path, required=True,
-                   help="DiffAE checkpoint (e.g. assets/diffae_tiny.pt); fitted methods are looked up beside it")
+                                     "chosen method (settings left out keep the method's default or fitted value)")
+    p.add_argument("--ckpt", type=Path, default=None,
+                   help="DiffAE checkpoint (e.g. assets/diffae_tiny.pt), needed by every method but cyclegan; "
+                        "fitted methods are looked up beside it")
     p.add_argument("--images", type=Path, required=True, help="folder of simulated images (any size and mode)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
-    p.add_argument("--method", default="cyclegan", choices=list(METHOD_KNOBS),
+    p.add_argument("--method", default="cyclegan", choices=list(METHOD_SETTINGS),
                    help="cyclegan (default): the GAN baseline, the best of these on notebook 07's held-out judges "
-                        "and notebook 08's downstream test; classifier: the study's realness direction; transport: optimal transport of z_sem; "
-                        "sdedit: noise to t0, decode with the transported z_sem; guided: sdedit steered to the "
-                        "source's label map (needs --labels)")
+                        "and notebook 08's downstream test; classifier: the study's realness direction; transport: "
+                        "optimal transport of z_sem; sdedit: noise to t0, decode with the transported z_sem; "
+                        "guided: sdedit steered to the source's label map (needs --labels)")
     p.add_argument("--fitted", "--classifier", type=Path, default=None,
-                   help="fitted method file (usdiff direction fit, or --save-fitted); default: NAME_direction.pt "
-                        "(classifier) or NAME_<method>.pt beside the checkpoint")
+                   help="fitted method file (usdiff direction fit, or --save-fitted); default: NAME_<method>.pt "
+                        "beside the checkpoint NAME.pt")
     p.add_argument("--data", type=Path, default=None,
                    help="fit the method here instead: built-in data set (train split, unpaired halves) or your own "
                         "folder with sim/ and real/")
@@ -363,19 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --data: also save the fitted method here")
     p.add_argument("--labels", type=Path, default=None,
                    help="label maps of the inputs, same names (guided uses them)")
-    knobs = p.add_argument_group("method knobs (default: the method's own)")
-    knobs.add_argument("--loss", default=None, choices=["bce", "mse"], help="classifier: loss when fitting (bce)")
-    knobs.add_argument("--alpha", type=float, default=None, help="classifier: step along the direction (1.0)")
-    knobs.add_argument("--strength", type=float, default=None,
-                       help="transport/sdedit/guided: 0 = own z_sem, 1 = fully transported (1.0)")
-    knobs.add_argument("--t0", type=float, default=None, help="sdedit/guided: noise level to start from, fraction of T (0.5)")
-    knobs.add_argument("--steps", type=int, default=None, help="sdedit/guided: DDIM grid over [0, T) (50)")
-    knobs.add_argument("--ilvr", type=int, default=None, help="sdedit/guided: ILVR anchor factor N (off)")
-    knobs.add_argument("--scale", type=float, default=None, help="guided: guidance step (1.0)")
-    knobs.add_argument("--encode-steps", type=int, default=None, help="classifier/transport: DDIM inversion steps (100)")
-    knobs.add_argument("--decode-steps", type=int, default=None, help="classifier/transport: DDIM decoding steps (100)")
-    knobs.add_argument("--fixed-point-iters", type=int, default=None,
-                       help="classifier: refine each inversion step by fixed-point iteration (0)")
+    settings = p.add_argument_group("method settings (default: the method's own; * = fit setting, which a fitted "
+                                    "file keeps: change it with --data)")
+    for name, (kind, choices, what) in SETTING_FLAGS.items():
+        users = [m + ("*" if f"{name}*" in METHOD_SETTINGS[m] else "") for m in METHOD_SETTINGS
+                 if name in method_settings(m)]
+        settings.add_argument("--" + name.replace("_", "-"), type=kind, choices=choices, default=None,
+                              help=f"{'/'.join(users)}: {what}")
     fit_arg(p)
     p.add_argument("--keep-size", action="store_true", help="write each output at its input's size")
     overwrite_arg(p)
@@ -388,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", type=Path, default=None, help=f"built-in data set (default: {DEFAULT_DATA})")
     p.add_argument("--ckpt", type=Path, default=Path("assets/diffae_tiny.pt"),
                    help="DiffAE checkpoint; its fitted methods are looked up beside it")
-    p.add_argument("--methods", nargs="*", default=["classifier", "sdedit", "cyclegan"], choices=list(METHOD_KNOBS),
+    p.add_argument("--methods", nargs="*", default=["classifier", "sdedit", "cyclegan"], choices=list(METHOD_SETTINGS),
                    help="translation methods whose translated simulation is a training set")
     p.add_argument("--n-train", type=int, default=200, help="training phantoms per set")
     p.add_argument("--n-test", type=int, default=300, help="held-out real-like test images")

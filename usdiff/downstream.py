@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,8 +30,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
-from .metrics.critic_training import train_segmenter
+from .metrics.critic_training import load_builtin_arrays, train_segmenter
 from .metrics.critics import dice_per_class
+from .translate import METHODS, resolve_method, translate_batches
+from .translate.base import as_model
+from .translate.folder import DEFAULT_SIZE
+from .utils import check_positive_ints, get_device
 
 __all__ = ["speckle_augment", "bootstrap_ci", "image_scores", "train_and_test", "downstream_study",
            "downstream_table", "REPORT_KEYS"]
@@ -177,42 +182,64 @@ def downstream_table(report: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), n_train: int = 200,
-                   n_test: int = 300, steps: int = 300, seed: int = 0, augmentation: bool = True, width: int = 8,
-                   knobs: Mapping[str, dict] | None = None, device=None, progress: bool = True) -> dict:
+@dataclass(frozen=True)
+class StudySettings:
+    """The sizes and seed of :func:`run_downstream`.
+
+    Args:
+        n_train: phantoms of the train split per training set.
+        n_test: phantoms of the test split (their real-like images) to test on.
+        steps: training steps of every segmenter (batch 32).
+        seed: seed of the segmenters, the augmentation and the translation noise.
+        augmentation: include the ``sim+aug`` set.
+        width: channels of the segmenter's first level.
+    """
+
+    n_train: int = 200
+    n_test: int = 300
+    steps: int = 300
+    seed: int = 0
+    augmentation: bool = True
+    width: int = 8
+
+    def __post_init__(self):
+        check_positive_ints(n_train=self.n_train, n_test=self.n_test, steps=self.steps, width=self.width)
+
+
+def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), *,
+                   study: StudySettings | None = None, settings: Mapping[str, dict] | None = None, device=None,
+                   progress: bool = True) -> dict:
     """The whole study on the built-in data set (what ``usdiff downstream`` runs).
 
-    The first `n_train` phantoms of the train split give the ``sim`` and ``real`` sets (the same
-    anatomy in both, so only the appearance differs), ``sim+aug`` (:func:`speckle_augment`, one draw per
-    image) and one set per method in `methods` (the sim images translated by the fitted method kept
-    beside `ckpt`, see :func:`usdiff.translate.resolve_method`, with `knobs[name]` if given, and the
-    *sim* labels). The first `n_test` phantoms of the test split give the real-like test images.
+    The first ``study.n_train`` phantoms of the train split give the ``sim`` and ``real`` sets (the
+    same anatomy in both, so only the appearance differs), ``sim+aug`` (:func:`speckle_augment`, one
+    draw per image) and one set per method in `methods` (the sim images translated by the fitted
+    method kept beside `ckpt`, see :func:`usdiff.translate.resolve_method`, with the knobs
+    ``settings[name]`` if given, and the *sim* labels). The first ``study.n_test`` phantoms of the
+    test split give the real-like test images.
     """
-    from .analysis import translate_batches
-    from .metrics.critic_training import load_builtin_arrays
-    from .translate import resolve_method
-    from .translate.base import as_model
-    from .utils import get_device
-
-    for name, value in (("n_train", n_train), ("n_test", n_test), ("steps", steps)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    study = study if study is not None else StudySettings()
     device = get_device(device)
     model = as_model(ckpt, device) if ckpt is not None else None
-    size = model.config.image_size if model is not None else 64
-    train = load_builtin_arrays(data_dir, "train", size, n=n_train, progress=progress)
-    test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=n_test, progress=progress)
+    methods = [METHODS[name] if name in METHODS else name for name in methods]
+    unknown = [m for m in methods if isinstance(m, str)]
+    if unknown:
+        raise ValueError(f"unknown translation method(s) {unknown}; choose from {sorted(METHODS)}")
+    for cls in methods:
+        if cls.needs_diffae and model is None:
+            raise ValueError(f"method {cls.name!r} needs the DiffAE checkpoint (ckpt=, CLI --ckpt)")
+    size = model.config.image_size if model is not None else DEFAULT_SIZE
+    train = load_builtin_arrays(data_dir, "train", size, n=study.n_train, progress=progress)
+    test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=study.n_test, progress=progress)
     sets = {"sim": (train["sim"], train["labels"])}
-    if augmentation:
-        sets["sim+aug"] = (speckle_augment(train["sim"], torch.Generator().manual_seed(seed)), train["labels"])
-    for name in methods:
-        if name != "cyclegan" and model is None:
-            raise ValueError(f"method {name!r} needs the DiffAE checkpoint (ckpt=, CLI --ckpt)")
-        method = resolve_method(name, ckpt, knobs=(knobs or {}).get(name), seed=seed, device=device,
-                                progress=progress)
-        images = translate_batches(method, model, train["sim"], labels=train["labels"].numpy(), seed=seed,
+    if study.augmentation:
+        sets["sim+aug"] = (speckle_augment(train["sim"], torch.Generator().manual_seed(study.seed)), train["labels"])
+    for cls in methods:
+        method = resolve_method(cls.name, ckpt, settings=(settings or {}).get(cls.name), seed=study.seed,
+                                device=device, progress=progress)
+        images = translate_batches(method, model, train["sim"], labels=train["labels"].numpy(), seed=study.seed,
                                    progress=progress)
-        sets[f"translated ({name})"] = (images, train["labels"])
+        sets[f"translated ({cls.name})"] = (images, train["labels"])
     sets["real"] = (train["real"], train["labels"])
-    return downstream_study(sets, test["real"], test["labels"].numpy(), steps=steps, seed=seed, width=width,
-                            progress=progress)
+    return downstream_study(sets, test["real"], test["labels"].numpy(), steps=study.steps, seed=study.seed,
+                            width=study.width, progress=progress)

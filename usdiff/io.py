@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,28 @@ def announce_resize(dataset, size: int, fit: str, progress: bool = True) -> None
     note = resize_note(dataset.files, size, fit)
     if note and progress:
         print(note, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    """How a folder-to-folder job reads and writes its images.
+
+    Args:
+        batch_size: images per batch.
+        fit: ``"pad"`` (zero-pad to a square, then resize: keeps the whole fan) or ``"crop"``.
+        keep_size: write each output back at its input's size.
+        overwrite: replace existing output files (otherwise the job refuses to start).
+        device: where the networks run (default: CUDA when visible, else CPU).
+    """
+
+    batch_size: int = 16
+    fit: str = "pad"
+    keep_size: bool = False
+    overwrite: bool = False
+    device: str | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}")
+        if self.fit not in ("pad", "crop"):
+            raise ValueError(f"fit must be 'pad' or 'crop', got {self.fit!r}")

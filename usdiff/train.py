@@ -435,7 +435,7 @@ def _load(path: str | Path) -> dict:
     """A checkpoint dict read safely (``weights_only``); one clear error for anything else.
 
     Raises:
-        FileNotFoundError: no file at `path`. ValueError: the file is not a usdiff checkpoint
+        FileNotFoundError: no file at `path`. ValueError: the file is not a DiffAE checkpoint
         (truncated, another format, or holding arbitrary Python objects, which are never loaded).
     """
     path = Path(path)
@@ -445,11 +445,13 @@ def _load(path: str | Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a bad file
         kind = "truncated or corrupt" if isinstance(err, (EOFError, RuntimeError)) else "not a torch file"
-        raise ValueError(f"{path} is not a usdiff checkpoint ({kind}: {type(err).__name__}); use a file written "
+        raise ValueError(f"{path} is not a DiffAE checkpoint ({kind}: {type(err).__name__}); use a file written "
                          "by `usdiff train` (RUN/ckpt.pt) or save_pretrained (e.g. assets/diffae_tiny.pt)") from None
     if not isinstance(ckpt, dict) or "config" not in ckpt or not ({"weights", "ema", "model"} & set(ckpt)):
-        raise ValueError(f"{path} is not a usdiff checkpoint (no model config and weights in it); use a file "
-                         "written by `usdiff train` or save_pretrained")
+        fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+        holds = f"it holds {fmt}" if isinstance(fmt, str) else "no model config and weights in it"
+        raise ValueError(f"{path} is not a DiffAE checkpoint ({holds}); use a file written by `usdiff train` "
+                         "(RUN/ckpt.pt) or save_pretrained (e.g. assets/diffae_tiny.pt)")
     return ckpt
 
 

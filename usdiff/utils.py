@@ -113,3 +113,10 @@ def check_matrix(x, name: str, min_rows: int = 1) -> np.ndarray:
     if x.shape[1] < 1:
         raise ValueError(f"{name} must have at least one column, got shape {x.shape}")
     return x
+
+
+def check_positive_ints(**values) -> None:
+    """Raise ValueError naming the first keyword whose value is not a positive int (bools are not ints here)."""
+    for key, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{key} must be a positive int, got {value!r}")

@@ -20,10 +20,19 @@ is not. A schedule rescaled to zero terminal SNR (Lin et al., WACV 2024) needs v
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from .config import PREDICTION_CHOICES, SPACING_CHOICES
 from .schedules import alphas_cumprod, get_schedule, rescale_zero_terminal_snr
+
+
+class DDIMStep(NamedTuple):
+    """What one DDIM update returns: the next sample and the clean image it was aimed at."""
+
+    prev_sample: torch.Tensor           # x_{t_prev}
+    pred_original_sample: torch.Tensor  # x0_hat(x_t, t), the "predicted x_0" of eq. 12
 
 
 class DDIMScheduler:
@@ -63,7 +72,6 @@ class DDIMScheduler:
         self.alphas_cumprod = alphas_cumprod(betas)  # (T,) float64, on the CPU
         self.num_train_timesteps = len(betas)
         self.prediction, self.zero_terminal_snr, self.spacing = prediction, bool(zero_terminal_snr), spacing
-        self.timesteps: torch.Tensor | None = None
 
     def set_timesteps(self, num_inference_steps: int) -> torch.Tensor:
         """The descending grid of `num_inference_steps` timesteps used for sampling.
@@ -79,13 +87,13 @@ class DDIMScheduler:
         if not isinstance(num_inference_steps, int) or not 1 <= num_inference_steps <= T:
             raise ValueError(f"num_inference_steps must be an int in [1, {T}] (the trained T), "
                              f"got {num_inference_steps!r}")
-        step = torch.arange(num_inference_steps, dtype=torch.float64) * (T / num_inference_steps)
+        k = torch.arange(num_inference_steps, dtype=torch.long)
         if self.spacing == "leading":
-            grid = step.floor().flip(0)            # ..., 2T/n, T/n, 0
+            grid = (k * T // num_inference_steps).flip(0)     # ..., floor(2T/n), floor(T/n), 0 (exact integers)
         else:
-            grid = (T - step).round() - 1          # T - 1, T - 1 - T/n, ...
-        self.timesteps = grid.long()
-        return self.timesteps
+            step = k.double() * (T / num_inference_steps)
+            grid = (T - step).round() - 1                     # T - 1, T - 1 - T/n, ...
+        return grid.long()
 
     # ---- coefficients -------------------------------------------------------------------------
 
@@ -128,10 +136,21 @@ class DDIMScheduler:
 
     def output_from_eps(self, eps: torch.Tensor, t, x_t: torch.Tensor) -> torch.Tensor:
         """The model output that stands for noise `eps` at (x_t, t) (inverse of :meth:`split`'s eps),
-        for guidance that edits eps; ``alpha_bar_t`` must be > 0 for v."""
+        for guidance that edits eps.
+
+        For v: ``v = (eps - sqrt(1 - abar) x_t) / sqrt(abar)`` (eps = sqrt(1 - abar) x_t + sqrt(abar) v
+        solved for v), which needs ``alpha_bar_t > 0``: at abar = 0, x_t is pure noise and eps = x_t
+        whatever v is.
+
+        Raises:
+            ValueError: for v at a timestep where alpha_bar is 0.
+        """
         if self.prediction == "eps":
             return eps
-        return self.target(self.predict_x0(eps, t, x_t), eps, t)
+        ab = self.alpha_bar(t, x_t)
+        if (ab == 0).any():
+            raise ValueError(f"at t={t} alpha_bar is 0: eps = x_t there, so no v output stands for another eps")
+        return (eps - (1 - ab).sqrt() * x_t) / ab.sqrt()
 
     # ---- training -----------------------------------------------------------------------------
 
@@ -147,7 +166,7 @@ class DDIMScheduler:
     # ---- sampling and inversion ---------------------------------------------------------------
 
     def step(self, model_output: torch.Tensor, t, t_prev, x_t: torch.Tensor, eta: float = 0.0,
-             generator: torch.Generator | None = None, clip_x0: bool = False) -> torch.Tensor:
+             generator: torch.Generator | None = None, clip_x0: bool = False) -> DDIMStep:
         """One DDIM update x_t -> x_{t_prev} (DDIM eq. 12).
 
         Args:
@@ -159,7 +178,8 @@ class DDIMScheduler:
             clip_x0: clamp the predicted x_0 to [-1, 1] (and re-derive eps from it).
 
         Returns:
-            ``(B, C, H, W)`` x_{t_prev}.
+            :class:`DDIMStep`: ``prev_sample`` x_{t_prev} and ``pred_original_sample`` x0_hat
+            (after `clip_x0`), each ``(B, C, H, W)``; it unpacks as ``x_prev, x0 = step(...)``.
         """
         ab_t = self.alpha_bar(t, x_t)
         ab_prev = self.alpha_bar(t_prev, x_t)
@@ -181,7 +201,7 @@ class DDIMScheduler:
         if eta > 0:
             noise = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype).to(x_t.device)
             x_prev = x_prev + sigma * noise
-        return x_prev
+        return DDIMStep(x_prev, x0)
 
     def inverse_step(self, model_output: torch.Tensor, t, t_next, x_t: torch.Tensor) -> torch.Tensor:
         """One deterministic DDIM inversion update x_t -> x_{t_next}, ``t_next > t``.

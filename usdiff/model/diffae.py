@@ -10,6 +10,8 @@ Decoding runs DDIM forwards from ``x_T`` conditioned on ``z_sem`` and gives back
 """
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -77,6 +79,19 @@ class DiffAE(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    def fingerprint(self) -> str:
+        """A short identity of the weights: the first 16 hex digits of the SHA-256 of every tensor of
+        :meth:`state_dict` (in float32, by name). Two models decode alike if and only if (up to hash
+        collisions) their fingerprints agree; fitted translation methods record it."""
+        h = hashlib.sha256()
+        for name, value in sorted(self.state_dict().items()):
+            t = value.detach().cpu()
+            t = t.float() if t.is_floating_point() else t
+            h.update(name.encode())
+            h.update(str(tuple(t.shape)).encode())
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     # ---- validation ---------------------------------------------------------------------------
 
@@ -228,10 +243,52 @@ class DiffAE(nn.Module):
         return torch.full((len(like),), max(t, 0), device=like.device, dtype=torch.long)
 
     @torch.no_grad()
+    def denoise(self, x_t: torch.Tensor, z_sem: torch.Tensor, timesteps: Sequence[int], *, eta: float = 0.0,
+                generator: torch.Generator | None = None, guidance: Callable | None = None,
+                on_step: Callable | None = None, progress: bool = False) -> torch.Tensor:
+        """The DDIM sampling loop: from `x_t` at ``timesteps[0]`` down to x_0, conditioned on `z_sem`.
+
+        Every decoder of the package runs this loop (:meth:`decode`, :meth:`decode_trajectory`,
+        SDEdit and its guided variant); they differ only in where they start and in the two hooks.
+
+        Args:
+            x_t: ``(B, C, H, W)`` the sample at ``timesteps[0]``.
+            z_sem: ``(B, z_dim)`` semantic code.
+            timesteps: the descending grid to visit (e.g. ``scheduler.set_timesteps(n)`` or its tail);
+                after the last one the loop steps to x_0 (``t_prev = -1``).
+            eta: 0 = deterministic DDIM; > 0 adds fresh noise from `generator` at every step.
+            guidance: ``guidance(x_t, t, model_output) -> model_output`` replaces the network's output
+                before the update (e.g. classifier-style guidance); runs outside ``no_grad``.
+            on_step: ``on_step(t_prev, x_prev, x0_hat) -> x_prev or None`` sees each update's result
+                and may replace the next sample (e.g. the ILVR anchor); None keeps it.
+            progress: show a tqdm bar.
+
+        Returns:
+            ``(B, C, H, W)`` x_0, not clamped.
+        """
+        self._check_images(x_t, "x_t")
+        self._check_z(z_sem, len(x_t))
+        timesteps = [int(t) for t in timesteps]
+        if not timesteps or any(a <= b for a, b in zip(timesteps, timesteps[1:])):
+            raise ValueError(f"timesteps must be a non-empty descending sequence, got {timesteps}")
+        x = x_t
+        with eval_mode(self):
+            for t, t_prev in tqdm(list(zip(timesteps, timesteps[1:] + [-1])), desc="decode", disable=not progress,
+                                  leave=False):
+                out = self.unet(x, self._t(t, x), z_sem)
+                if guidance is not None:
+                    with torch.enable_grad():
+                        out = guidance(x, t, out)
+                x_prev, x0 = self.scheduler.step(out, t, t_prev, x, eta=eta, generator=generator)
+                if on_step is not None:
+                    replaced = on_step(t_prev, x_prev, x0)
+                    x_prev = x_prev if replaced is None else replaced
+                x = x_prev
+        return x
+
     def decode(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20, eta: float = 0.0,
-               progress: bool = False, generator: torch.Generator | None = None,
-               clip_x0: bool = False) -> torch.Tensor:
-        """Images from ``(x_T, z_sem)`` by DDIM sampling.
+               progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images from ``(x_T, z_sem)`` by DDIM sampling over the `steps`-point grid (:meth:`denoise`).
 
         Args:
             x_T: ``(B, C, H, W)`` stochastic code (from `encode_stochastic`, or Gaussian noise).
@@ -240,42 +297,35 @@ class DiffAE(nn.Module):
             eta: 0 = deterministic DDIM; > 0 adds fresh noise at every step.
             progress: show a tqdm bar.
             generator: CPU generator for the noise when ``eta > 0``.
-            clip_x0: clamp every intermediate x_0 prediction to [-1, 1].
 
         Returns:
             ``(B, C, H, W)`` images clamped to [-1, 1].
         """
         self._check_images(x_T, "x_T")
         self._check_z(z_sem, len(x_T))
-        timesteps = self.scheduler.set_timesteps(steps).tolist()  # descending: ..., T/steps, 0
-        x = x_T
-        with eval_mode(self):
-            for t, t_prev in tqdm(zip(timesteps, timesteps[1:] + [-1]), total=steps, desc="decode",
-                                  disable=not progress, leave=False):
-                out = self.unet(x, self._t(t, x), z_sem)
-                x = self.scheduler.step(out, t, t_prev, x, eta=eta, generator=generator, clip_x0=clip_x0)
-        return x.clamp(-1, 1)
+        grid = self.scheduler.set_timesteps(steps).tolist()  # descending: ..., T/steps, 0
+        return self.denoise(x_T, z_sem, grid, eta=eta, generator=generator, progress=progress).clamp(-1, 1)
 
-    @torch.no_grad()
     def decode_trajectory(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20) -> dict:
         """:meth:`decode` (deterministic, eta = 0) that keeps every step, to see how an image forms.
 
         Returns:
             ``t`` ``(steps,)`` the timesteps visited (descending); ``x_t`` ``(steps + 1, B, C, H, W)``
             the states, from `x_T` to the output (not clamped); ``x0`` ``(steps, B, C, H, W)`` the
-            prediction ``x0_hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)`` made at each
-            step. The last state equals the last prediction: the final step lands on ``x0_hat``.
+            prediction x0_hat made at each step (``DDIMStep.pred_original_sample``). The last state
+            equals the last prediction: the final step lands on x0_hat.
         """
         self._check_images(x_T, "x_T")
         self._check_z(z_sem, len(x_T))
-        timesteps = self.scheduler.set_timesteps(steps).tolist()
+        grid = self.scheduler.set_timesteps(steps).tolist()
         states, preds = [x_T], []
-        with eval_mode(self):
-            for t, t_prev in zip(timesteps, timesteps[1:] + [-1]):
-                out = self.unet(states[-1], self._t(t, x_T), z_sem)
-                preds.append(self.scheduler.split(out, t, states[-1])[0])
-                states.append(self.scheduler.step(out, t, t_prev, states[-1]))
-        return {"t": torch.tensor(timesteps), "x_t": torch.stack(states), "x0": torch.stack(preds)}
+
+        def keep(t_prev, x_prev, x0):
+            states.append(x_prev)
+            preds.append(x0)
+
+        self.denoise(x_T, z_sem, grid, on_step=keep)
+        return {"t": torch.tensor(grid), "x_t": torch.stack(states), "x0": torch.stack(preds)}
 
     @torch.no_grad()
     def reconstruct(self, x0: torch.Tensor, steps: int = 100, decode_steps: int | None = None,

@@ -15,10 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data import BuiltinDataset, TwoDomainDataset
 from ..latent import LinearClassifier, ZNormalizer, encode_dataset, train_linear_classifier
-from ..utils import get_device
+from ..utils import check_positive_ints, get_device
 from ..utils import model_device as _model_device
-from .base import Translator, as_model, register
+from .base import ENCODE_BATCH, Translator, as_model, load_method, register, save_method
 from .paths import _decode_batched, _one_image
 
 SCALES = ("sqrt_dim", "unit")
@@ -111,51 +112,39 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
 
 # ---- saved directions --------------------------------------------------------------------------
 
-def save_direction(path: str | Path, classifier: LinearClassifier, **meta) -> Path:
-    """Write a fitted classifier and its normaliser to one small ``.pt`` file; returns its path.
+def save_direction(path: str | Path, classifier: LinearClassifier, overwrite: bool = False, **meta) -> Path:
+    """Write a fitted classifier as a fitted ``classifier`` method (:func:`~usdiff.translate.save_method`).
 
-    `meta` (numbers and strings, e.g. the checkpoint name) is stored alongside.
+    The file is an ordinary method file: ``usdiff translate --method classifier --fitted PATH`` and
+    :func:`~usdiff.translate.load_method` read it; `meta` (numbers and strings) is stored alongside.
+    It records no checkpoint fingerprint (fit the method with a model to have one).
     """
     if not isinstance(classifier, LinearClassifier):
         raise ValueError(f"classifier must be a fitted LinearClassifier, got {type(classifier).__name__}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": "usdiff.direction/1", "classifier": classifier.state_dict(), "meta": dict(meta)}, path)
-    return path
+    return save_method(path, ClassifierTranslator.from_direction(classifier), overwrite=overwrite, **meta)
 
 
 def load_direction(path: str | Path) -> LinearClassifier:
-    """Read a classifier written by :func:`save_direction` (its ``.meta`` holds the stored extras).
+    """The classifier of a fitted ``classifier`` method file (or of an older direction file); its
+    ``.meta`` holds the stored extras.
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not a saved direction.
+        ValueError: if the file holds no fitted classifier method.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"direction file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != "usdiff.direction/1":
-        raise ValueError(f"{path} is not a direction saved by usdiff.translate.save_direction")
-    clf = LinearClassifier.from_state_dict(state["classifier"])
-    clf.meta = state.get("meta", {})
+    method = load_method(path)
+    if not isinstance(method, ClassifierTranslator):
+        raise ValueError(f"{path} holds a fitted {method.name!r} method, not a classifier direction")
+    clf = method.classifier_
+    clf.meta = {**getattr(clf, "meta", {}), **method.meta}
     return clf
 
 
 # ---- folders -----------------------------------------------------------------------------------
 
-def default_direction_path(ckpt) -> Path:
-    """Where the realness direction of a checkpoint is kept: ``NAME_direction.pt`` beside ``NAME.pt``."""
-    ckpt = Path(ckpt)
-    return ckpt.with_name(f"{ckpt.stem}_direction.pt")
-
-
-def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: int, seed: int,
-                   progress: bool, classifier_kwargs: dict | None) -> LinearClassifier:
+def _fit_direction(model, data_dir, loss: str, n_fit: int | None, seed: int, progress: bool) -> LinearClassifier:
     """Encode the built-in training split (both domains), or your own ``ROOT/sim`` + ``ROOT/real``
     folders (a `data_dir` without a manifest), and fit a sim-vs-real classifier."""
-    from ..data import BuiltinDataset, TwoDomainDataset
-
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"data set folder not found: {data_dir}")
@@ -166,19 +155,20 @@ def _fit_direction(model, data_dir, loss: str, n_fit: int | None, batch_size: in
     indices = np.arange(len(dataset))
     if n_fit is not None and n_fit < len(indices):
         indices = np.sort(np.random.default_rng(seed).choice(indices, size=n_fit, replace=False))
-    z, y = encode_dataset(model, dataset, batch_size=batch_size, indices=indices, progress=progress)
-    clf, report = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress, **(classifier_kwargs or {}))
+    z, y = encode_dataset(model, dataset, batch_size=ENCODE_BATCH, indices=indices, progress=progress)
+    clf, report = train_linear_classifier(z, y, loss=loss, seed=seed, progress=progress)
     clf.meta = {"test_accuracy": float(report["test_accuracy"])}
     return clf
 
 
-def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 4000, batch_size: int = 64,
-                  seed: int = 0, device=None, progress: bool = True, overwrite: bool = False) -> Path:
+def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 4000, seed: int = 0,
+                  device=None, progress: bool = True, overwrite: bool = False) -> Path:
     """Fit the sim-vs-real direction of a checkpoint once and save it (``usdiff direction fit``).
 
     Codes of at most `n_fit` training images of `data_dir` (built-in data set, or your own
-    ``ROOT/sim`` + ``ROOT/real``) fit a `loss` (``"bce"``/``"mse"``) linear classifier, saved to
-    `out` with :func:`save_direction` so that no translation has to re-encode them.
+    ``ROOT/sim`` + ``ROOT/real``) of both domains fit a `loss` (``"bce"``/``"mse"``) linear
+    classifier, saved to `out` as a fitted ``classifier`` method (with the checkpoint's fingerprint)
+    so that no translation has to re-encode them.
 
     Raises:
         FileExistsError: `out` exists and not `overwrite`. FileNotFoundError / ValueError: bad inputs.
@@ -186,24 +176,19 @@ def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 40
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-    if loss not in ("bce", "mse"):
-        raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
-    device = get_device(device)
-    model = as_model(ckpt, device)
-    clf = _fit_direction(model, data_dir, loss, n_fit, batch_size, seed, progress, None)
-    return save_direction(out, clf, image_size=model.config.image_size, z_dim=model.config.z_dim, loss=loss,
-                          checkpoint=Path(ckpt).name, data=str(data_dir), n_fit=-1 if n_fit is None else int(n_fit),
-                          held_out_accuracy=clf.meta["test_accuracy"])
-
-
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    model = as_model(ckpt, get_device(device))
+    clf = _fit_direction(model, data_dir, loss, n_fit, seed, progress)
+    method = ClassifierTranslator.from_direction(clf, fingerprint=model.fingerprint())
+    return save_method(out, method, overwrite=overwrite, image_size=model.config.image_size,
+                       z_dim=model.config.z_dim, checkpoint_name=Path(ckpt).name, data=str(data_dir),
+                       n_fit=-1 if n_fit is None else int(n_fit), held_out_accuracy=clf.meta["test_accuracy"])
 
 
 # ---- the study's method as a Translator ------------------------------------------------------------
 
-def _steps(name: str, value) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
+LOSSES = ("bce", "mse")
 
 
 @register
@@ -211,13 +196,11 @@ class ClassifierTranslator(Translator):
     """The study's method: ``z_sem`` moved by `alpha` along a linear classifier's realness direction.
 
     Args:
-        loss: ``"bce"`` or ``"mse"`` classifier (the study tried both).
+        loss: ``"bce"`` or ``"mse"`` classifier (the study tried both); a fit setting.
         alpha: step in normalised z space (see :func:`manipulate_z`); positive = towards real.
-            The default 1.0 is the smallest step of ``scripts/calibrate_alpha.py``'s grid (0.1-1.5)
-            at which the shipped checkpoint's images visibly change (mean ``|Δ|`` >= 0.05 on
-            [-1, 1]) and the domain critic calls most of them real (0.96 of 48 held-out images, aorta
-            Dice 0.85 as at alpha = 0); upstream DiffAE's 0.3 barely changes them (mean ``|Δ|`` 0.018).
-        scale: ``"sqrt_dim"`` or ``"unit"`` (see :func:`manipulate_z`).
+            ``scripts/calibrate_alpha.py`` measures how much the images change and how real the
+            critics find them along alpha; upstream DiffAE used 0.3.
+        alpha_unit: ``"sqrt_dim"`` or ``"unit"``, the unit of alpha (`scale` of :func:`manipulate_z`).
         encode_steps, decode_steps: DDIM steps of the inversion and of the decoding.
         fixed_point_iters: refinement of the inversion (``DiffAE.encode_stochastic``).
 
@@ -225,37 +208,46 @@ class ClassifierTranslator(Translator):
     """
 
     name = "classifier"
+    fit_settings = ("loss",)
+    fitted_attrs = ("classifier_",)
+    renamed_settings = {"scale": "alpha_unit"}
 
-    def __init__(self, loss: str = "bce", alpha: float = 1.0, scale: str = "sqrt_dim", encode_steps: int = 100,
+    def __init__(self, loss: str = "bce", alpha: float = 1.0, alpha_unit: str = "sqrt_dim", encode_steps: int = 100,
                  decode_steps: int = 100, fixed_point_iters: int = 0):
-        if loss not in ("bce", "mse"):
-            raise ValueError(f"loss must be 'bce' or 'mse', got {loss!r}")
-        if scale not in SCALES:
-            raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-        self.loss, self.alpha, self.scale = loss, float(alpha), scale
-        self.encode_steps, self.decode_steps = _steps("encode_steps", encode_steps), _steps("decode_steps", decode_steps)
-        self.fixed_point_iters = int(fixed_point_iters)
-        self._params = dict(loss=loss, alpha=self.alpha, scale=scale, encode_steps=encode_steps,
-                            decode_steps=decode_steps, fixed_point_iters=self.fixed_point_iters)
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        if alpha_unit not in SCALES:
+            raise ValueError(f"alpha_unit must be one of {SCALES}, got {alpha_unit!r}")
+        if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
+            raise ValueError(f"fixed_point_iters must be an int >= 0, got {fixed_point_iters!r}")
+        self.loss, self.alpha, self.alpha_unit = loss, float(alpha), alpha_unit
+        check_positive_ints(encode_steps=encode_steps, decode_steps=decode_steps)
+        self.encode_steps, self.decode_steps = encode_steps, decode_steps
+        self.fixed_point_iters = fixed_point_iters
         self.classifier_ = None
 
-    def _fitted_keys(self):
-        return ("classifier_",)
-
-    def fit_codes(self, z_sim, z_real, progress: bool = False) -> ClassifierTranslator:
-        z = np.concatenate([np.asarray(z_sim), np.asarray(z_real)])
+    def _fit_codes(self, z_sim, z_real, seed, progress):
+        z = np.concatenate([z_sim, z_real])
         y = np.r_[np.zeros(len(z_sim), np.int64), np.ones(len(z_real), np.int64)]
-        self.classifier_, report = train_linear_classifier(z, y, loss=self.loss, progress=progress)
+        self.classifier_, report = train_linear_classifier(z, y, loss=self.loss, seed=seed, progress=progress)
         self.classifier_.meta = {"test_accuracy": float(report["test_accuracy"])}
-        return self
 
     @classmethod
-    def from_direction(cls, classifier, **knobs) -> ClassifierTranslator:
-        """Wrap a fitted classifier (or a file of :func:`save_direction`) without refitting."""
-        clf = classifier if isinstance(classifier, LinearClassifier) else load_direction(classifier)
-        method = cls(loss=clf.loss, **knobs)
-        method.classifier_ = clf
-        return method
+    def from_direction(cls, classifier: LinearClassifier, fingerprint: str | None = None,
+                       **knobs) -> ClassifierTranslator:
+        """A fitted method around a fitted classifier (its loss is the method's), without refitting.
+
+        `fingerprint` is that of the DiffAE whose codes the classifier was fitted on (None: unknown).
+
+        Raises:
+            ValueError: `knobs` hold a `loss` other than the classifier's, or an unknown knob.
+        """
+        if not isinstance(classifier, LinearClassifier):
+            raise ValueError(f"classifier must be a fitted LinearClassifier, got {type(classifier).__name__}")
+        method = cls(loss=classifier.loss)
+        method.classifier_ = classifier
+        method.checkpoint_ = fingerprint
+        return method.with_knobs(**knobs) if knobs else method
 
     def state_dict(self) -> dict:
         self._check_fitted()
@@ -274,5 +266,5 @@ class ClassifierTranslator(Translator):
         z = model.encode(x)
         x_T = model.encode_stochastic(x, z, steps=self.encode_steps, fixed_point_iters=self.fixed_point_iters,
                                       progress=progress)
-        z_new = manipulate_z(z, self.classifier_, self.alpha, scale=self.scale)
+        z_new = manipulate_z(z, self.classifier_, self.alpha, scale=self.alpha_unit)
         return model.decode(x_T, z_new, steps=self.decode_steps, progress=progress)

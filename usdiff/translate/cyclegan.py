@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import random
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..utils import check_positive_ints
 from .base import Translator, check_images, register
 
-__all__ = ["ResnetGenerator", "PatchDiscriminator", "train_cyclegan", "CycleGANTranslator"]
+__all__ = ["ResnetGenerator", "PatchDiscriminator", "CycleGANSettings", "train_cyclegan", "CycleGANTranslator"]
 
 
 def _conv(c_in, c_out, k, s=1, p=None, norm=True, act="relu"):
@@ -103,21 +105,41 @@ def _lsgan(pred: torch.Tensor, target: float) -> torch.Tensor:
     return F.mse_loss(pred, torch.full_like(pred, target))
 
 
-def train_cyclegan(sim: torch.Tensor, real: torch.Tensor, steps: int = 10_000, batch_size: int = 4,
-                   width: int = 16, blocks: int = 3, lr: float = 2e-4, lambda_cyc: float = 10.0,
-                   lambda_id: float = 5.0, seed: int = 0, device=None, minutes: float | None = None,
-                   progress: bool = True) -> tuple[ResnetGenerator, dict]:
+@dataclass(frozen=True)
+class CycleGANSettings:
+    """The training settings of :func:`train_cyclegan` (the paper's, with smaller networks).
+
+    `minutes` stops early at that wall time (the learning-rate decay still assumes `steps`).
+    """
+
+    steps: int = 10_000
+    batch_size: int = 4
+    width: int = 16
+    blocks: int = 3
+    lr: float = 2e-4
+    lambda_cyc: float = 10.0
+    lambda_id: float = 5.0
+    minutes: float | None = None
+
+
+def train_cyclegan(sim: torch.Tensor, real: torch.Tensor, settings: CycleGANSettings | None = None,
+                   seed: int = 0, device=None, progress: bool = True) -> tuple[ResnetGenerator, dict]:
     """Train a CycleGAN on unpaired ``sim`` and ``real`` images ``(N, 1, H, W)`` in [-1, 1].
 
     Each step draws independent random batches from the two sets (the pairing of a paired data set
-    is never used). `minutes` stops early at that wall time (the decay schedule assumes `steps`).
+    is never used).
+
+    Args:
+        settings: the training settings (default: :class:`CycleGANSettings`'s).
 
     Returns:
         the sim -> real generator (eval mode, CPU) and a log ``{"loss_g", "loss_d", "steps", "seconds"}``.
     """
+    s = settings if settings is not None else CycleGANSettings()
+    steps, batch_size, width, blocks, lr = s.steps, s.batch_size, s.width, s.blocks, s.lr
+    lambda_cyc, lambda_id, minutes = s.lambda_cyc, s.lambda_id, s.minutes
+    check_positive_ints(steps=steps, batch_size=batch_size, width=width, blocks=blocks)
     sim, real = check_images(sim, "sim"), check_images(real, "real")
-    if not isinstance(steps, int) or steps < 1 or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"steps and batch_size must be positive ints, got {steps!r}, {batch_size!r}")
     device = torch.device(device or "cpu")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -162,30 +184,37 @@ def train_cyclegan(sim: torch.Tensor, real: torch.Tensor, steps: int = 10_000, b
 class CycleGANTranslator(Translator):
     """The CycleGAN baseline as a translation method: ``translate`` runs the sim -> real generator.
 
-    Args:
-        steps, batch_size, width, blocks, lambda_cyc, lambda_id, minutes: training settings of
-            :func:`train_cyclegan` used by :meth:`fit`.
+    Every setting is a fit setting (the training of :func:`train_cyclegan`: `train_steps`,
+    `train_batch_size`, `width`, `blocks`, `lambda_cyc`, `lambda_id`, `minutes`); the method has no
+    knobs and needs no DiffAE. It works at the side of its training images (:meth:`input_size`).
     """
 
     name = "cyclegan"
-    uses_diffae = False
+    needs_diffae = False
+    fit_settings = ("train_steps", "train_batch_size", "width", "blocks", "lambda_cyc", "lambda_id", "minutes")
+    fitted_attrs = ("generator_", "size_")
+    renamed_settings = {"steps": "train_steps", "batch_size": "train_batch_size"}
 
-    def __init__(self, steps: int = 10_000, batch_size: int = 4, width: int = 16, blocks: int = 3,
+    def __init__(self, train_steps: int = 10_000, train_batch_size: int = 4, width: int = 16, blocks: int = 3,
                  lambda_cyc: float = 10.0, lambda_id: float = 5.0, minutes: float | None = None):
-        self._params = dict(steps=steps, batch_size=batch_size, width=width, blocks=blocks, lambda_cyc=lambda_cyc,
-                            lambda_id=lambda_id, minutes=minutes)
+        check_positive_ints(train_steps=train_steps, train_batch_size=train_batch_size, width=width, blocks=blocks)
+        if minutes is not None and not minutes > 0:
+            raise ValueError(f"minutes must be None or > 0, got {minutes!r}")
+        self.train_steps, self.train_batch_size, self.width, self.blocks = train_steps, train_batch_size, width, blocks
+        self.lambda_cyc, self.lambda_id = float(lambda_cyc), float(lambda_id)
+        self.minutes = None if minutes is None else float(minutes)
         self.generator_ = None
-        self.size_ = None      # side of the training images: what translate_folder resizes inputs to
+        self.size_ = None      # side of the training images: what inputs are resized to
         self.log_ = None
 
-    def _fitted_keys(self):
-        return ("generator_", "size_")
-
-    def fit(self, model, sim, real, batch_size: int = 64, progress: bool = False, seed: int = 0) -> CycleGANTranslator:
-        """Train on unpaired images (`model` is unused: the baseline has no DiffAE)."""
-        self.generator_, self.log_ = train_cyclegan(sim, real, seed=seed, progress=progress, **self._params)
-        self.size_ = int(check_images(sim, "sim").shape[-1])
-        return self
+    def _fit_images(self, model, sim, real, sim_labels, seed, progress):
+        """Train on unpaired images (`model` and `sim_labels` are unused: the baseline has no DiffAE)."""
+        self.generator_, self.log_ = train_cyclegan(
+            sim, real, CycleGANSettings(steps=self.train_steps, batch_size=self.train_batch_size, width=self.width,
+                                        blocks=self.blocks, lambda_cyc=self.lambda_cyc, lambda_id=self.lambda_id,
+                                        minutes=self.minutes), seed=seed, progress=progress)
+        self.size_ = int(sim.shape[-1])
+        self.checkpoint_ = None
 
     def state_dict(self) -> dict:
         self._check_fitted()
@@ -193,8 +222,7 @@ class CycleGANTranslator(Translator):
                 "size_": self.size_}
 
     def load_state_dict(self, state: dict) -> CycleGANTranslator:
-        p = self._params
-        self.generator_ = ResnetGenerator(p["width"], p["blocks"])
+        self.generator_ = ResnetGenerator(self.width, self.blocks)
         self.generator_.load_state_dict(state["generator_"])
         self.generator_.eval()
         self.size_ = int(state["size_"])
@@ -203,5 +231,7 @@ class CycleGANTranslator(Translator):
     @torch.no_grad()
     def translate(self, model, x, generator=None, progress: bool = False, labels=None) -> torch.Tensor:
         x = self._prepare(model, x)
-        device = x.device
-        return self.generator_.to(device)(x).clamp(-1, 1)
+        size = self.input_size()
+        if x.shape[-2:] != (size, size):
+            raise ValueError(f"x is {tuple(x.shape[-2:])} px but this CycleGAN was trained at {size} px")
+        return self.generator_.to(x.device)(x).clamp(-1, 1)

@@ -8,17 +8,30 @@ the checkpoint, or a fit on a data set), and :func:`translate_folder` runs it ov
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..data import BuiltinDataset
+from ..data.datasets import image_shape
+from ..io import (
+    FolderOptions,
+    announce_resize,
+    check_outputs,
+    open_image_folder,
+    output_names,
+    save_batch,
+)
+from ..metrics.judge import read_label_maps
 from ..utils import get_device
 from .base import METHODS, Translator, as_model, get_method, load_method
-from .classifier import ClassifierTranslator, default_direction_path
 
-__all__ = ["unpaired_training_data", "default_method_path", "resolve_method", "translate_folder"]
+__all__ = ["unpaired_training_data", "default_method_path", "FitData", "resolve_method", "translate_folder"]
+
+DEFAULT_SIZE = 64     # the side a method without a DiffAE is fitted at when nothing else says
 
 
 def unpaired_training_data(data_dir, size: int, n: int | None = 4000, seed: int = 0, fit: str = "pad",
@@ -30,9 +43,6 @@ def unpaired_training_data(data_dir, size: int, n: int | None = 4000, seed: int 
     From your own ``ROOT/sim`` and ``ROOT/real`` folders: the images themselves (no labels:
     ``sim_labels`` is None).
     """
-    from ..data import BuiltinDataset
-    from ..io import open_image_folder
-
     root = Path(data_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"data set folder not found: {root}")
@@ -65,59 +75,81 @@ def unpaired_training_data(data_dir, size: int, n: int | None = 4000, seed: int 
 
 
 def default_method_path(ckpt, name: str) -> Path:
-    """Where a fitted method for a checkpoint is kept: ``NAME_direction.pt`` (classifier) or ``NAME_<method>.pt``."""
+    """Where a fitted method for a checkpoint is kept: ``NAME_<method>.pt`` beside ``NAME.pt``.
+
+    For ``classifier`` an older ``NAME_direction.pt`` is used when only that file exists.
+    """
     ckpt = Path(ckpt)
-    return default_direction_path(ckpt) if name == "classifier" else ckpt.with_name(f"{ckpt.stem}_{name}.pt")
+    path = ckpt.with_name(f"{ckpt.stem}_{name}.pt")
+    legacy = ckpt.with_name(f"{ckpt.stem}_direction.pt")
+    if name == "classifier" and not path.is_file() and legacy.is_file():
+        return legacy
+    return path
 
 
-def resolve_method(name: str, ckpt=None, *, fitted=None, data_dir=None, n_fit: int | None = 4000, knobs=None,
-                   seed: int = 0, device=None, progress: bool = True) -> Translator:
-    """A fitted method by name: from `fitted` (a file of :func:`save_method`, or for ``classifier`` of
-    :func:`save_direction`), else fitted on `data_dir`, else the file kept beside the checkpoint
-    (:func:`default_method_path`). `knobs` override the method's settings.
+@dataclass(frozen=True)
+class FitData:
+    """What to fit a method on: a built-in data set or your own ``ROOT/sim`` + ``ROOT/real``
+    (:func:`unpaired_training_data`), at most `n` images in all."""
+
+    root: Path
+    n: int | None = 4000
+
+
+def resolve_method(name: str, ckpt=None, *, fitted=None, fit_on: FitData | str | Path | None = None,
+                   settings: dict | None = None, seed: int = 0, device=None, progress: bool = True) -> Translator:
+    """A fitted method by name, ready for `ckpt`.
+
+    From `fitted` (a file of :func:`save_method`, or an older direction file), else fitted on
+    `fit_on` (a :class:`FitData` or its root folder), else the file kept beside the checkpoint
+    (:func:`default_method_path`). `settings` are passed to a new fit; on a loaded method they may
+    change knobs only (:meth:`Translator.with_knobs`). A loaded method is checked against the
+    checkpoint (:meth:`Translator.check_model`).
+
+    Args:
+        name: a method of :data:`METHODS`.
+        ckpt: the DiffAE checkpoint (path or loaded model); needed by methods with ``needs_diffae``,
+            and where a fitted file is looked up otherwise.
 
     Raises:
-        ValueError: unknown method, or nothing to fit from (the message says what to pass).
+        ValueError: unknown method, a checkpoint that is not a DiffAE checkpoint, a missing
+        checkpoint, nothing to fit from (the message says what to pass), a changed fit setting of
+        a loaded method, a fitted file of another method or another checkpoint.
     """
     if name not in METHODS:
         raise ValueError(f"unknown translation method {name!r}; choose one of {sorted(METHODS)}")
-    knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
-    if fitted is None and data_dir is None and ckpt is not None and not isinstance(ckpt, torch.nn.Module):
+    cls = METHODS[name]
+    settings = {k: v for k, v in (settings or {}).items() if v is not None}
+    if ckpt is None and cls.needs_diffae:
+        raise ValueError(f"method {name!r} works with a DiffAE: give its checkpoint (ckpt=, CLI --ckpt)")
+    model = as_model(ckpt, get_device(device)) if ckpt is not None else None
+    if fitted is None and fit_on is None and ckpt is not None and not isinstance(ckpt, torch.nn.Module):
         candidate = default_method_path(ckpt, name)
         fitted = candidate if candidate.is_file() else None
     if fitted is not None:
-        fitted = Path(fitted)
-        if name == "classifier":
-            try:
-                return ClassifierTranslator.from_direction(fitted, **knobs)
-            except ValueError:
-                pass   # not a direction file: maybe a saved method
-        method = load_method(fitted, **knobs)
+        method = load_method(fitted)
         if method.name != name:
             raise ValueError(f"{fitted} holds a fitted {method.name!r} method, not {name!r}")
+        method = method.with_knobs(**settings)
+        method.check_model(model)
         return method
-    if data_dir is None:
+    if fit_on is None:
         where = "" if ckpt is None or isinstance(ckpt, torch.nn.Module) else f" (none at {default_method_path(ckpt, name)})"
         raise ValueError(f"no fitted {name!r} method{where}: give a fitted file (--fitted) or a data set "
                          "to fit it on (--data)")
-    method = get_method(name, **knobs)
-    model = None
-    size = 64
-    if method.uses_diffae:
-        model = as_model(ckpt, get_device(device))
-        size = model.config.image_size
-    data = unpaired_training_data(data_dir, size, n=n_fit, seed=seed, progress=progress)
-    if name == "guided":
-        if data["sim_labels"] is None:
-            raise ValueError("the guided method needs label maps of the simulated training images: "
-                             "fit it on a built-in data set")
-        return method.fit(model, data["sim"], data["real"], sim_labels=data["sim_labels"], progress=progress)
-    return method.fit(model, data["sim"], data["real"], progress=progress)
+    fit_on = fit_on if isinstance(fit_on, FitData) else FitData(Path(fit_on))
+    method = get_method(name, **settings)
+    size = model.config.image_size if model is not None else DEFAULT_SIZE
+    data = unpaired_training_data(fit_on.root, size, n=fit_on.n, seed=seed, progress=progress)
+    if method.needs_labels and data["sim_labels"] is None:
+        raise ValueError(f"the {name!r} method is fitted with label maps of the simulated training images, which "
+                         f"{fit_on.root} does not have: fit it on a built-in data set")
+    return method.fit(model if method.needs_diffae else None, data["sim"], data["real"],
+                      sim_labels=data["sim_labels"], seed=seed, progress=progress)
 
 
-def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_dir=None, batch_size: int = 16,
-                     device=None, fit: str = "pad", keep_size: bool = False, overwrite: bool = False,
-                     seed: int = 0, progress: bool = True) -> list[Path]:
+def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_dir=None,
+                     options: FolderOptions | None = None, seed: int = 0, progress: bool = True) -> list[Path]:
     """Translate every image of `images_dir` (simulated) with a fitted `method`; one PNG per input in `out_dir`.
 
     Args:
@@ -125,9 +157,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
         model: the DiffAE (a loaded model or a checkpoint path); None for methods without one (cyclegan).
         images_dir: folder of images (``.png``, ``.jpg``, ...; not recursive), any size and mode.
         labels_dir: label maps of the inputs (same names), for methods that use them (guided).
-        fit: ``"pad"`` (zero-pad to a square, then resize: keeps the whole fan) or ``"crop"``.
-        keep_size: write each output back at its input's size.
-        overwrite: replace existing output files (otherwise they are refused).
+        options: batch size, fit, keep_size, overwrite, device (:class:`usdiff.io.FolderOptions`).
         seed: seed of the noise of stochastic methods (sdedit, guided).
 
     Returns:
@@ -136,52 +166,43 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
 
     Raises:
         FileNotFoundError: missing checkpoint or folder. ValueError: no images (or a corrupt one),
-        `out_dir` equal to `images_dir`, an unfitted method, labels missing where needed.
+        `out_dir` equal to `images_dir`, an unfitted method, labels missing where needed, a model
+        other than the one the method was fitted on.
     """
-    from ..data.datasets import image_shape
-    from ..io import announce_resize, check_outputs, open_image_folder, output_names, save_batch
-
+    opts = options if options is not None else FolderOptions()
     if not isinstance(method, Translator):
         raise ValueError(f"method must be a fitted Translator (see resolve_method), got {type(method).__name__}")
     method._check_fitted()
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if out_dir.resolve() == images_dir.resolve():
         raise ValueError(f"out_dir must differ from images_dir ({images_dir}): the inputs would be overwritten")
-    device = get_device(device)
-    if method.uses_diffae:
+    device = get_device(opts.device)
+    if method.needs_diffae:
         if model is None:
             raise ValueError(f"method {method.name!r} needs the DiffAE checkpoint")
         model = as_model(model, device)
-        size = model.config.image_size
+        method.check_model(model)
     else:
-        model, size = None, method.size_
-    dataset = open_image_folder(images_dir, size, fit, domain="sim")   # lists, validates, [-1, 1]
+        model = None
+    size = method.input_size(model)
+    dataset = open_image_folder(images_dir, size, opts.fit, domain="sim")   # lists, validates, [-1, 1]
     files = list(dataset.files)
     names = output_names(files)
-    check_outputs(out_dir, names, overwrite, inputs_dir=images_dir)
-    announce_resize(dataset, size, fit, progress)
-    shapes = [image_shape(f) for f in files] if keep_size else None
-    labels = _read_labels(labels_dir, files, size) if labels_dir is not None else None
+    check_outputs(out_dir, names, opts.overwrite, inputs_dir=images_dir)
+    announce_resize(dataset, size, opts.fit, progress)
+    shapes = [image_shape(f) for f in files] if opts.keep_size else None
+    labels = read_label_maps(labels_dir, files, size) if labels_dir is not None else None
 
     generator = torch.Generator().manual_seed(seed)
     written: list[Path] = []
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=opts.batch_size, shuffle=False)
     bar = tqdm(total=len(files), desc=f"translate ({method.name})", disable=not progress)
     for x, _ in loader:
         k = len(written)
         extra = {} if labels is None else {"labels": labels[k:k + len(x)]}
         images = method.translate(model, x.to(device), generator=generator, **extra)
         written += save_batch(images, out_dir, names[k:k + len(x)],
-                              shapes=None if shapes is None else shapes[k:k + len(x)], fit=fit)
+                              shapes=None if shapes is None else shapes[k:k + len(x)], fit=opts.fit)
         bar.update(len(x))
     bar.close()
     return written
-
-
-def _read_labels(labels_dir, files, size: int) -> np.ndarray:
-    from ..metrics.judge import read_label_maps, resize_label_maps
-
-    maps = read_label_maps(labels_dir, [Path(f).stem for f in files])
-    return resize_label_maps(maps, size)

@@ -4,7 +4,7 @@ Simulated ultrasound comes with its label map (from the CT it was simulated from
 as well. This method uses that: SDEdit from ``t0`` with the transported ``z_sem``
 (:class:`~usdiff.translate.sdedit.SDEditTranslator`), and at every reverse step an energy
 
-    E(x_t) = CE(g(x0_hat(x_t)), labels),   x0_hat = (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t),
+    E(x_t) = CE(g(x0_hat(x_t)), labels),
 
 the cross-entropy of a *guide* segmenter ``g`` on the current clean-image estimate against the
 source's labels, pushes the noise prediction like classifier guidance (Dhariwal & Nichol 2021,
@@ -13,8 +13,14 @@ al., NeurIPS 2022, which keeps faithfulness with a low-pass energy instead):
 
     eps' = eps + scale * sqrt(1 - abar_t) * grad E / rms(grad E).
 
-The gradient goes through the segmenter only (``eps`` is held fixed, so ``d x0_hat / d x_t =
-1 / sqrt(abar_t)``), which costs one small segmenter pass per step instead of a UNet backward pass;
+``x0_hat`` is the scheduler's reading of the network output (``DDIMScheduler.split``) with the
+output held fixed: ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` for an eps-model,
+``sqrt(abar) x_t - sqrt(1 - abar) v`` for a v-model. Either way ``grad E`` is a positive multiple of
+the segmenter's gradient at ``x0_hat``, so after the normalisation both give the same step. Where
+``abar = 0`` (the first step of a zero-terminal-SNR v-model) x_t is pure noise, ``x0_hat`` does not
+depend on it and the step is left unguided.
+
+The gradient goes through the segmenter only (the network output is held fixed), which costs one small segmenter pass per step instead of a UNet backward pass;
 normalising it per image makes ``scale`` a step size in units of the noise. Segmentation-guided
 translation of simulated ultrasound against hallucinated anatomy: Vitale et al. (2025, CycleGAN).
 
@@ -31,7 +37,7 @@ import torch.nn.functional as F
 
 from ..metrics.critic_training import train_segmenter
 from ..metrics.critics import AnatomySegmenter
-from ..utils import model_device
+from ..utils import check_positive_ints, model_device
 from .base import check_images, register
 from .sdedit import SDEditTranslator
 
@@ -43,48 +49,45 @@ class GuidedTranslator(SDEditTranslator):
     """SDEdit + transported ``z_sem`` + guidance by a sim-trained segmenter towards the source labels.
 
     Args:
-        scale: guidance step (0 = plain :class:`SDEditTranslator`).
-        guide_steps, guide_width: training steps and width of the guide segmenter trained in :meth:`fit`.
+        scale: guidance step (0 = plain :class:`SDEditTranslator`: no guidance at all).
+        guide_steps, guide_width: training steps and width of the guide segmenter trained in
+            :meth:`fit` (fit settings, like `reg`).
         t0, steps, ilvr, ilvr_until, strength, reg: as :class:`SDEditTranslator`.
 
-    ``translate`` needs ``labels`` ``(B, H, W)`` (the label maps of the simulated inputs).
+    ``fit`` needs ``sim_labels``; ``translate`` needs ``labels`` ``(B, H, W)`` (the label maps of the
+    simulated inputs) when ``scale > 0``.
     """
 
     name = "guided"
+    needs_labels = True
+    fit_settings = ("reg", "guide_steps", "guide_width")
+    fitted_attrs = SDEditTranslator.fitted_attrs + ("guide_",)
 
     def __init__(self, scale: float = 1.0, guide_steps: int = 600, guide_width: int = 8, t0: float = 0.5,
-                 steps: int = 50,
-                 ilvr: int | None = None, ilvr_until: float = 0.0, strength: float = 1.0, reg: float = 1e-3):
+                 steps: int = 50, ilvr: int | None = None, ilvr_until: float = 0.0, strength: float = 1.0,
+                 reg: float = 1e-3):
         super().__init__(t0=t0, steps=steps, ilvr=ilvr, ilvr_until=ilvr_until, strength=strength, reg=reg)
         if not np.isfinite(scale) or scale < 0:
             raise ValueError(f"scale must be a finite number >= 0, got {scale}")
-        if not isinstance(guide_steps, int) or guide_steps < 1:
-            raise ValueError(f"guide_steps must be a positive int, got {guide_steps!r}")
-        if not isinstance(guide_width, int) or guide_width < 1:
-            raise ValueError(f"guide_width must be a positive int, got {guide_width!r}")
+        check_positive_ints(guide_steps=guide_steps, guide_width=guide_width)
         self.scale, self.guide_steps, self.guide_width = float(scale), guide_steps, guide_width
-        self._params.update(scale=self.scale, guide_steps=guide_steps, guide_width=guide_width)
         self.guide_ = None
 
-    def _fitted_keys(self):
-        return super()._fitted_keys() + ("guide_",)
-
-    def fit(self, model, sim, real, sim_labels=None, batch_size: int = 64, progress: bool = False) -> GuidedTranslator:
-        """Fit the code transport (unpaired sim and real codes) and train the guide on sim + `sim_labels`."""
-        if sim_labels is None:
-            raise ValueError("the guided method trains its guide on the simulated images' label maps: pass sim_labels=")
-        sim = check_images(sim, "sim")
+    def _fit_images(self, model, sim, real, sim_labels, seed, progress):
+        """The code transport (unpaired sim and real codes), then the guide trained on sim + `sim_labels`
+        (seeded ``seed + 1``, so that it never shares an initialisation with a seed-`seed` network)."""
         labels = _check_labels(sim_labels, sim)       # before the (long) encoding, not after it
-        super().fit(model, sim, real, batch_size=batch_size, progress=progress)
-        return self._train_guide(sim, labels, progress)
+        super()._fit_images(model, sim, real, sim_labels, seed, progress)
+        self._train_guide(sim, labels, seed + 1, progress)
 
-    def fit_guide(self, sim, sim_labels, progress: bool = False) -> GuidedTranslator:
-        """Train the guide segmenter on simulated images ``(N, 1, S, S)`` and their label maps ``(N, S, S)``."""
+    def fit_guide(self, sim, sim_labels, seed: int = 0, progress: bool = False) -> GuidedTranslator:
+        """Train the guide segmenter alone on simulated images ``(N, 1, S, S)`` and their label maps
+        ``(N, S, S)`` (seeded ``seed + 1`` as in :meth:`fit`)."""
         sim = check_images(sim, "sim")
-        return self._train_guide(sim, _check_labels(sim_labels, sim), progress)
+        return self._train_guide(sim, _check_labels(sim_labels, sim), seed + 1, progress)
 
-    def _train_guide(self, sim: torch.Tensor, labels: torch.Tensor, progress: bool) -> GuidedTranslator:
-        self.guide_, _ = train_segmenter(sim, labels, size=sim.shape[-1], steps=self.guide_steps, seed=1,
+    def _train_guide(self, sim: torch.Tensor, labels: torch.Tensor, seed: int, progress: bool) -> GuidedTranslator:
+        self.guide_, _ = train_segmenter(sim, labels, size=sim.shape[-1], steps=self.guide_steps, seed=seed,
                                          width=self.guide_width, progress=progress, desc="guide segmenter")
         return self
 
@@ -115,15 +118,18 @@ class GuidedTranslator(SDEditTranslator):
         labels = labels.to(x.device)
         sched = model.scheduler
 
-        def guidance(x_t, t, eps):
+        def guidance(x_t, t, out):
             ab = sched.alpha_bar(t, x_t)
-            with torch.enable_grad():
-                x_in = x_t.detach().requires_grad_(True)
-                x0 = ((x_in - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
-                energy = F.cross_entropy(guide(x0), labels, reduction="sum")
-                (grad,) = torch.autograd.grad(energy, x_in)
+            if (ab == 0).all():
+                return out                            # pure noise: x0_hat does not depend on x_t
+            out = out.detach()
+            x_in = x_t.detach().requires_grad_(True)
+            x0 = sched.split(out, t, x_in)[0].clamp(-1, 1)
+            energy = F.cross_entropy(guide(x0), labels, reduction="sum")
+            (grad,) = torch.autograd.grad(energy, x_in)
             rms = grad.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
-            return eps + self.scale * (1 - ab).sqrt() * grad / rms
+            eps = sched.split(out, t, x_t)[1] + self.scale * (1 - ab).sqrt() * grad / rms
+            return sched.output_from_eps(eps, t, x_t)
 
         return guidance
 

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
+from ..utils import check_positive_ints
 from .base import register
-from .transport import _TransportFit
+from .transport import TransportFit
 
-__all__ = ["low_pass", "start_grid", "SDEditTranslator"]
+__all__ = ["low_pass", "start_grid", "noise_to", "ilvr_anchor", "SDEditTranslator"]
 
 
 def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -56,35 +56,23 @@ def noise_to(scheduler, x0: torch.Tensor, t: int, generator: torch.Generator | N
     return scheduler.add_noise(x0, noise, torch.full((len(x0),), t, dtype=torch.long))
 
 
-def reverse_from(model, x_t: torch.Tensor, z: torch.Tensor, timesteps: list[int], *, source=None,
-                 ilvr: int | None = None, ilvr_until: float = 0.0, generator=None, guidance=None,
-                 progress: bool = False) -> torch.Tensor:
-    """Deterministic DDIM from ``x_t`` at ``timesteps[0]`` down to x_0, conditioned on `z`.
+def ilvr_anchor(scheduler, source: torch.Tensor, factor: int, until: float, generator):
+    """The ILVR update as a :meth:`usdiff.model.DiffAE.denoise` ``on_step`` hook: after each step down
+    to ``until * T`` the low-pass part of ``x_{t-1}`` is replaced by that of `source` noised to
+    ``t - 1``; the last step (to x_0) and the steps below ``until * T`` are left free."""
+    limit = until * (scheduler.num_train_timesteps - 1)
 
-    With `ilvr` (and the `source` image) the ILVR anchor is applied after each step down to
-    ``ilvr_until * T``. `guidance(x_t, t, eps) -> eps'` may replace the noise prediction (see
-    :mod:`usdiff.translate.guided`).
-    """
-    sched = model.scheduler
-    limit = ilvr_until * (sched.num_train_timesteps - 1)
-    x = x_t
-    for t, t_prev in tqdm(list(zip(timesteps, timesteps[1:] + [-1])), desc="sdedit", disable=not progress,
-                          leave=False):
-        tt = torch.full((len(x),), t, device=x.device, dtype=torch.long)
-        with torch.no_grad():
-            out = model.unet(x, tt, z)
-        if guidance is not None:     # guidance edits eps; a v-model's output is converted both ways
-            out = sched.output_from_eps(guidance(x, t, sched.split(out, t, x)[1]), t, x)
-        with torch.no_grad():
-            x = sched.step(out, t, t_prev, x)
-            if ilvr and t_prev >= 0 and t_prev >= limit:
-                y = noise_to(sched, source, t_prev, generator)
-                x = x - low_pass(x, ilvr) + low_pass(y, ilvr)
-    return x.clamp(-1, 1)
+    def anchor(t_prev, x_prev, x0):
+        if t_prev < 0 or t_prev < limit:
+            return None
+        y = noise_to(scheduler, source, t_prev, generator)
+        return x_prev - low_pass(x_prev, factor) + low_pass(y, factor)
+
+    return anchor
 
 
 @register
-class SDEditTranslator(_TransportFit):
+class SDEditTranslator(TransportFit):
     """SDEdit from ``t0`` with the transported ``z_sem`` (and an optional ILVR anchor).
 
     Args:
@@ -93,7 +81,7 @@ class SDEditTranslator(_TransportFit):
         ilvr: ILVR down-sampling factor N (None: no anchor); must divide the image side.
         ilvr_until: the anchor acts from ``t0`` down to this fraction of T.
         strength, reg: of the code transport (see :class:`~usdiff.translate.transport.TransportTranslator`);
-            ``strength=0`` keeps the source's own code (plain SDEdit).
+            ``strength=0`` keeps the source's own code (plain SDEdit); `reg` is a fit setting.
     """
 
     name = "sdedit"
@@ -103,15 +91,12 @@ class SDEditTranslator(_TransportFit):
         super().__init__(strength, reg)
         if not 0.0 < float(t0) <= 1.0:
             raise ValueError(f"t0 must be in (0, 1], got {t0}")
-        if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive int, got {steps!r}")
+        check_positive_ints(steps=steps)
         if ilvr is not None and (not isinstance(ilvr, int) or ilvr < 1):
             raise ValueError(f"ilvr must be None or a positive int (the down-sampling factor N), got {ilvr!r}")
         if not 0.0 <= float(ilvr_until) <= 1.0:
             raise ValueError(f"ilvr_until must be in [0, 1], got {ilvr_until}")
         self.t0, self.steps, self.ilvr, self.ilvr_until = float(t0), steps, ilvr, float(ilvr_until)
-        self._params = dict(t0=self.t0, steps=steps, ilvr=ilvr, ilvr_until=self.ilvr_until, strength=self.strength,
-                            reg=self.reg)
 
     def _guidance(self, model, x, labels):
         return None
@@ -120,9 +105,12 @@ class SDEditTranslator(_TransportFit):
         x = self._prepare(model, x)
         if self.ilvr and x.shape[-1] % self.ilvr:
             raise ValueError(f"ilvr={self.ilvr} must divide the image side {x.shape[-1]}")
+        sched = model.scheduler
         with torch.no_grad():
             z = self.move(model.encode(x))
-        grid = start_grid(model.scheduler, self.t0, self.steps)
-        x_t = noise_to(model.scheduler, x, grid[0], generator)
-        return reverse_from(model, x_t, z, grid, source=x, ilvr=self.ilvr, ilvr_until=self.ilvr_until,
-                            generator=generator, guidance=self._guidance(model, x, labels), progress=progress)
+        grid = start_grid(sched, self.t0, self.steps)
+        x_t = noise_to(sched, x, grid[0], generator)
+        anchor = ilvr_anchor(sched, x, self.ilvr, self.ilvr_until, generator) if self.ilvr else None
+        out = model.denoise(x_t, z, grid, guidance=self._guidance(model, x, labels), on_step=anchor,
+                            progress=progress)
+        return out.clamp(-1, 1)

@@ -6,8 +6,9 @@ optimal-transport (Monge) map between them for the squared Euclidean cost is aff
     T(z) = mu_r + A (z - mu_s),   A = S_s^{-1/2} (S_s^{1/2} S_r S_s^{1/2})^{1/2} S_s^{-1/2},
 
 with ``A`` symmetric positive definite and ``A S_s A = S_r``: transported sim codes have exactly the
-real codes' mean and covariance, and each code keeps its place relative to the others (the map is
-the gradient of a convex function, so it never swaps two codes' order along any direction). The
+real codes' mean and covariance, and the map is monotone (the gradient of a convex function):
+``(T(a) - T(b)) . (a - b) >= 0`` for every two codes, so no pair of codes is moved past each other
+along the line that joins them (in one dimension: the order of the codes is kept). The
 squared 2-Wasserstein distance between the two Gaussians is the Fréchet distance of the codes.
 A classifier direction, by contrast, shifts every code by the same vector along one axis.
 """
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 
 from ..latent import ZNormalizer
+from ..utils import check_positive_ints
 from .base import Translator, register
 
-__all__ = ["gaussian_transport", "apply_transport", "TransportTranslator"]
+__all__ = ["gaussian_transport", "apply_transport", "TransportFit", "TransportTranslator"]
 
 
 def _sym_sqrt(m: np.ndarray, inverse: bool = False) -> np.ndarray:
@@ -67,8 +69,14 @@ def apply_transport(z, transport: dict, strength: float = 1.0):
     return torch.as_tensor(out, dtype=z.dtype, device=z.device) if as_torch else out
 
 
-class _TransportFit(Translator):
-    """Shared by the methods that move ``z_sem`` with the Gaussian transport map (in normalised space)."""
+class TransportFit(Translator):
+    """Base of the methods that move ``z_sem`` with the Gaussian transport map (in normalised space).
+
+    `reg` is a fit setting (it shapes the fitted map); `strength` a knob.
+    """
+
+    fit_settings = ("reg",)
+    fitted_attrs = ("transport_", "normalizer_")
 
     def __init__(self, strength: float = 1.0, reg: float = 1e-3):
         if not np.isfinite(strength):
@@ -79,15 +87,10 @@ class _TransportFit(Translator):
         self.transport_ = None
         self.normalizer_ = None
 
-    def _fitted_keys(self):
-        return ("transport_", "normalizer_")
-
-    def fit_codes(self, z_sim, z_real) -> _TransportFit:
-        z_sim, z_real = np.asarray(z_sim, np.float64), np.asarray(z_real, np.float64)
+    def _fit_codes(self, z_sim, z_real, seed, progress):
         self.normalizer_ = ZNormalizer().fit(np.concatenate([z_sim, z_real]))
         self.transport_ = gaussian_transport(self.normalizer_.transform(z_sim), self.normalizer_.transform(z_real),
                                              reg=self.reg)
-        return self
 
     def move(self, z):
         """Transported codes ``(B, D)`` (torch or numpy), at this method's `strength`."""
@@ -104,19 +107,19 @@ class _TransportFit(Translator):
         return {"transport_": {k: torch.from_numpy(np.asarray(v).copy()) for k, v in self.transport_.items()},
                 "normalizer_": self.normalizer_.state_dict()}
 
-    def load_state_dict(self, state: dict) -> _TransportFit:
+    def load_state_dict(self, state: dict) -> TransportFit:
         self.transport_ = {k: np.asarray(v, np.float64) for k, v in state["transport_"].items()}
         self.normalizer_ = ZNormalizer.from_state_dict(state["normalizer_"])
         return self
 
 
 @register
-class TransportTranslator(_TransportFit):
+class TransportTranslator(TransportFit):
     """Move ``z_sem`` with the Gaussian optimal-transport map; decode with the image's own ``x_T``.
 
     Args:
         strength: 0 = the reconstruction, 1 = the full map ``T(z)``, in between along ``z -> T(z)``.
-        reg: covariance ridge (see :func:`gaussian_transport`).
+        reg: covariance ridge (see :func:`gaussian_transport`); a fit setting.
         encode_steps, decode_steps: DDIM steps of the inversion and of the decoding.
     """
 
@@ -124,11 +127,8 @@ class TransportTranslator(_TransportFit):
 
     def __init__(self, strength: float = 1.0, reg: float = 1e-3, encode_steps: int = 100, decode_steps: int = 100):
         super().__init__(strength, reg)
-        for key, value in (("encode_steps", encode_steps), ("decode_steps", decode_steps)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a positive int, got {value!r}")
+        check_positive_ints(encode_steps=encode_steps, decode_steps=decode_steps)
         self.encode_steps, self.decode_steps = encode_steps, decode_steps
-        self._params = dict(strength=self.strength, reg=self.reg, encode_steps=encode_steps, decode_steps=decode_steps)
 
     @torch.no_grad()
     def translate(self, model, x, generator=None, progress: bool = False, labels=None) -> torch.Tensor:
