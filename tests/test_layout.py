@@ -6,8 +6,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PKG = Path(__file__).resolve().parents[1] / "usdiff"
 
 # Lowest first. A key covers that module and, for a package, every module inside it (the longest
@@ -197,8 +195,6 @@ def private_imports() -> list[str]:
     return sorted(set(out))
 
 
-@pytest.mark.xfail(strict=True, reason="private names imported today: usdiff/translate/classifier.py takes "
-                   "_decode_batched and _one_image from usdiff.translate.paths")
 def test_no_module_imports_private_names_of_another():
     found = private_imports()
     assert not found, "private names imported from another module:\n" + "\n".join(found)

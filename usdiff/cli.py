@@ -124,13 +124,14 @@ def format_evaluation(report: dict) -> str:
 
 
 def _downstream(args):
-    from .downstream import downstream_table, run_downstream
+    from .downstream import StudySettings, downstream_table, run_downstream
     from .utils import is_fast
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
     steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
-    report = run_downstream(data, args.ckpt, methods=args.methods, n_train=args.n_train, n_test=args.n_test,
-                            steps=args.steps, seed=args.seed, augmentation=not args.no_augmentation, width=args.width,
+    study = StudySettings(n_train=args.n_train, n_test=args.n_test, steps=args.steps, seed=args.seed,
+                          augmentation=not args.no_augmentation, width=args.width)
+    report = run_downstream(data, args.ckpt, methods=args.methods, study=study,
                             settings={"classifier": steps_each_way, "transport": steps_each_way},
                             device=args.device, progress=not args.json)
     if args.json:
@@ -218,54 +219,60 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="usdiff", description=__doc__.splitlines()[0].replace("``", ""),
-                                     formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"usdiff {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+def add(parent, name: str, func, help: str) -> argparse.ArgumentParser:
+    """A sub-command `name` of `parent` that runs `func`, with `help` as its listing line and description."""
+    # argparse %-formats a sub-command's help in the parent's listing (not its description)
+    p = parent.add_parser(name, help=help.replace("%", "%%"), description=help, formatter_class=_Formatter)
+    p.set_defaults(func=func)
+    return p
 
-    def add(name, func, help, parent=sub):
-        # argparse %-formats a sub-command's help in the parent's listing (not its description)
-        p = parent.add_parser(name, help=help.replace("%", "%%"), description=help, formatter_class=_Formatter)
-        p.set_defaults(func=func)
-        return p
 
-    def device_arg(p):
-        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when visible, else CPU)")
+def device_arg(p):
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when visible, else CPU)")
 
-    def fixed_point_arg(p):
-        p.add_argument("--fixed-point-iters", type=int, default=0,
-                       help="refinements per DDIM inversion step (0 = plain DDIM inversion, as in the "
-                            "study; 5-10 make the inversion exact, at up to that many extra UNet passes)")
 
-    def fit_arg(p):
-        p.add_argument("--fit", default="pad", choices=["pad", "crop"],
-                       help="how images of another size or aspect reach the model's square size: pad = "
-                            "zero-pad to a square, then resize (keeps the whole ultrasound fan); crop = resize "
-                            "the shorter side and centre-crop (cuts the fan's sides off)")
+def fixed_point_arg(p):
+    p.add_argument("--fixed-point-iters", type=int, default=0,
+                   help="refinements per DDIM inversion step (0 = plain DDIM inversion, as in the "
+                        "study; 5-10 make the inversion exact, at up to that many extra UNet passes)")
 
-    def overwrite_arg(p, what="existing output files"):
-        p.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused otherwise)")
 
-    def seed_arg(p, help="random seed"):
-        p.add_argument("--seed", type=int, default=0, help=help)
+def fit_arg(p):
+    p.add_argument("--fit", default="pad", choices=["pad", "crop"],
+                   help="how images of another size or aspect reach the model's square size: pad = "
+                        "zero-pad to a square, then resize (keeps the whole ultrasound fan); crop = resize "
+                        "the shorter side and centre-crop (cuts the fan's sides off)")
 
+
+def overwrite_arg(p, what="existing output files"):
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} (refused otherwise)")
+
+
+def seed_arg(p, help="random seed"):
+    p.add_argument("--seed", type=int, default=0, help=help)
+
+
+def build_data(sub) -> None:
+    """The `usdiff data` command."""
     data = sub.add_parser("data", help="the built-in paired sim/real-like data set", formatter_class=_Formatter)
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    gen = add("generate", _data_generate, "generate the built-in data set into --out", data_sub)
+    gen = add(data_sub, "generate", _data_generate, "generate the built-in data set into --out")
     gen.add_argument("--n", type=int, default=12_000, help="number of phantoms (each gives a sim and a real image)")
     gen.add_argument("--size", type=int, default=128, help="image side in pixels")
     seed_arg(gen, "data set seed (phantoms, renders, splits)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (sim/, real/, labels/, manifest.json)")
     overwrite_arg(gen, "a built-in data set already in --out (a folder holding anything else is never written into)")
-    ens = add("ensure", _data_ensure, "generate the data set unless an identical one is present", data_sub)
+    ens = add(data_sub, "ensure", _data_ensure, "generate the data set unless an identical one is present")
     ens.add_argument("--n", type=int, default=None, help="number of phantoms (default: 12000; 240 with USDIFF_FAST=1)")
     ens.add_argument("--size", type=int, default=128, help="image side in pixels")
     seed_arg(ens, "data set seed (phantoms, renders, splits)")
     ens.add_argument("--out", type=Path, default=None, help=f"output folder (default: {DEFAULT_DATA}; {FAST_DATA} "
                                                             "with USDIFF_FAST=1)")
 
-    p = add("train", _train, "train a Diffusion Autoencoder")
+
+def build_train(sub) -> None:
+    """The `usdiff train` command."""
+    p = add(sub, "train", _train, "train a Diffusion Autoencoder")
     p.add_argument("--config", default="tiny", choices=["tiny", "small", "paper"], help="model and training preset")
     p.add_argument("--data", type=Path, required=True,
                    help="a built-in data set (see 'usdiff data'; its train split is used) or your own folder "
@@ -296,7 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit_arg(p)
     device_arg(p)
 
-    p = add("reconstruct", _reconstruct, "encode images to (x_T, z_sem) and decode them back")
+
+def build_reconstruct(sub) -> None:
+    """The `usdiff reconstruct` command."""
+    p = add(sub, "reconstruct", _reconstruct, "encode images to (x_T, z_sem) and decode them back")
     p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
     p.add_argument("--images", type=Path, required=True, help="folder of images (any size and mode)")
     p.add_argument("--out", type=Path, required=True, help="output folder (must differ from --images)")
@@ -309,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="images per batch")
     device_arg(p)
 
-    p = add("sample", _sample, "generate images: held-out z_sem + random x_T (the FID protocol); each output "
+
+def build_sample(sub) -> None:
+    """The `usdiff sample` command."""
+    p = add(sub, "sample", _sample, "generate images: held-out z_sem + random x_T (the FID protocol); each output "
                                "is named after its source image")
     p.add_argument("--ckpt", type=Path, required=True, help="checkpoint (e.g. assets/diffae_tiny.pt)")
     p.add_argument("--n", type=int, default=1200, help="number of images (sources are reused when fewer)")
@@ -330,7 +343,10 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p)
     device_arg(p)
 
-    p = add("fid", _fid, "FID and KID between two image folders (InceptionV3 features from a local file), or "
+
+def build_fid(sub) -> None:
+    """The `usdiff fid` command."""
+    p = add(sub, "fid", _fid, "FID and KID between two image folders (InceptionV3 features from a local file), or "
                          "the offline FD-US with --features us")
     p.add_argument("--real", type=Path, required=True, help="folder of real images")
     p.add_argument("--fake", type=Path, required=True, help="folder of generated images")
@@ -345,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit_arg(p)
     device_arg(p)
 
-    p = add("evaluate", _evaluate, "judge a folder of generated/translated images against real ones with "
+
+def build_evaluate(sub) -> None:
+    """The `usdiff evaluate` command."""
+    p = add(sub, "evaluate", _evaluate, "judge a folder of generated/translated images against real ones with "
                                    "the independent critics (FD-US, KID, C2ST, P(real), anatomy Dice)")
     p.add_argument("--real", type=Path, required=True, help="folder of real images (any size/mode)")
     p.add_argument("--fake", type=Path, required=True, help="folder of generated or translated images")
@@ -360,10 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_arg(p)
 
+
+def build_direction(sub) -> None:
+    """The `usdiff direction` command."""
     direction = sub.add_parser("direction", help="the sim-vs-real direction in z_sem used by translate",
                                formatter_class=_Formatter)
     dsub = direction.add_subparsers(dest="direction_command", required=True, metavar="ACTION")
-    p = add("fit", _direction_fit, "fit a checkpoint's realness direction once and save it", dsub)
+    p = add(dsub, "fit", _direction_fit, "fit a checkpoint's realness direction once and save it")
     p.add_argument("--ckpt", type=Path, required=True, help="checkpoint whose z_sem the direction lives in")
     p.add_argument("--data", type=Path, required=True,
                    help="built-in data set (train split) or your own folder with sim/ and real/")
@@ -375,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     overwrite_arg(p, "an existing --out file")
     device_arg(p)
 
-    p = add("translate", _translate, "translate a folder of simulated images into real-looking PNGs with a "
+
+def build_translate(sub) -> None:
+    """The `usdiff translate` command."""
+    p = add(sub, "translate", _translate, "translate a folder of simulated images into real-looking PNGs with a "
                                      "chosen method (settings left out keep the method's default or fitted value)")
     p.add_argument("--ckpt", type=Path, default=None,
                    help="DiffAE checkpoint (e.g. assets/diffae_tiny.pt), needed by every method but cyclegan; "
@@ -412,7 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     seed_arg(p, "seed of the fit (with --data) and of the noise of sdedit/guided")
     device_arg(p)
 
-    p = add("downstream", _downstream, "train the same segmenter on simulated, augmented, translated and real-like "
+
+def build_downstream(sub) -> None:
+    """The `usdiff downstream` command."""
+    p = add(sub, "downstream", _downstream, "train the same segmenter on simulated, augmented, translated and real-like "
                                        "images; test each on held-out real-like images (Dice with 95 % intervals)")
     p.add_argument("--data", type=Path, default=None, help=f"built-in data set (default: {DEFAULT_DATA})")
     p.add_argument("--ckpt", type=Path, default=Path("assets/diffae_tiny.pt"),
@@ -429,6 +457,20 @@ def build_parser() -> argparse.ArgumentParser:
     seed_arg(p, "seed of the segmenters, the augmentation and the translation noise")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys per training set)")
     device_arg(p)
+
+
+COMMANDS = (build_data, build_train, build_reconstruct, build_sample, build_fid, build_evaluate, build_direction,
+            build_translate, build_downstream)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `usdiff` parser: one sub-command per builder of :data:`COMMANDS`."""
+    parser = argparse.ArgumentParser(prog="usdiff", description=__doc__.splitlines()[0].replace("``", ""),
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"usdiff {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for build in COMMANDS:
+        build(sub)
     return parser
 
 

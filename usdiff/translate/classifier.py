@@ -20,7 +20,7 @@ from ..latent import LinearClassifier, ZNormalizer, encode_dataset, train_linear
 from ..utils import check_positive_ints, get_device
 from ..utils import model_device as _model_device
 from .base import ENCODE_BATCH, Translator, as_model, load_method, register, save_method
-from .paths import _decode_batched, _one_image
+from .paths import as_one_image, decode_in_batches
 
 SCALES = ("sqrt_dim", "unit")
 
@@ -87,7 +87,7 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
         is a classifier, ``realness`` ``(K, B)``: its ``predict_proba(z')[:, 1]``.
     """
     if isinstance(x, torch.Tensor) and x.ndim in (2, 3):
-        x = _one_image(x, "x")
+        x = as_one_image(x, "x")
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
         raise ValueError(f"x must be a (B, C, H, W) tensor, got {getattr(x, 'shape', type(x).__name__)}")
     alphas = [float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64))]
@@ -101,7 +101,7 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
     zs = torch.stack([manipulate_z(z, direction, a, normalizer, scale=scale) for a in alphas])  # (K, B, D)
     k, b = zs.shape[:2]
     flat_xt = xt[None].expand(k, *xt.shape).reshape(k * b, *xt.shape[1:])
-    images = _decode_batched(model, flat_xt, zs.reshape(k * b, -1), decode_steps, batch_size, progress,
+    images = decode_in_batches(model, flat_xt, zs.reshape(k * b, -1), decode_steps, batch_size, progress,
                              "manipulate").reshape(k, b, *xt.shape[1:])
     out = {"images": images, "alphas": torch.tensor(alphas), "z": zs, "x_T": xt}
     if isinstance(direction, LinearClassifier):

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ..model.diffae import check_prior
 from ..utils import model_device as _model_device
 
-__all__ = ["lerp", "slerp", "interpolate"]
+__all__ = ["lerp", "slerp", "interpolate", "as_one_image", "decode_in_batches"]
 
 
 # ---- interpolation paths -----------------------------------------------------------------------
@@ -69,8 +69,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-6) -> torch.Tenso
 
 # ---- helpers -----------------------------------------------------------------------------------
 
-def _one_image(x: torch.Tensor, name: str) -> torch.Tensor:
-    """``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` -> ``(1, C, H, W)``."""
+def as_one_image(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``(H, W)``, ``(C, H, W)`` or ``(1, C, H, W)`` -> ``(1, C, H, W)``; ValueError naming `name` otherwise."""
     if not isinstance(x, torch.Tensor):
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
     if x.ndim == 2:
@@ -88,7 +88,8 @@ def _chunks(n: int, size: int | None):
         yield slice(start, min(n, start + size))
 
 
-def _decode_batched(model, x_T, z, steps, batch_size, progress, desc):
+def decode_in_batches(model, x_T, z, steps, batch_size, progress, desc):
+    """``model.decode`` of ``(x_T, z)`` in chunks of `batch_size` (all at once when None)."""
     out = []
     chunks = list(_chunks(len(x_T), batch_size))
     for sl in tqdm(chunks, desc=desc, disable=not progress or len(chunks) == 1, leave=False):
@@ -139,7 +140,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         raise ValueError(f"x_T_path must be one of {X_T_PATHS}, got {x_T_path!r}")
     check_prior(prior)
     device = _model_device(model)
-    x = torch.cat([_one_image(x_a, "x_a"), _one_image(x_b, "x_b")]).to(device)
+    x = torch.cat([as_one_image(x_a, "x_a"), as_one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
     if x_T is None:
         xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
@@ -157,7 +158,7 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
     z_path = lerp(z[:1].expand(n_steps, -1), z[1:].expand(n_steps, -1), a)
     xt_a, xt_b = xt[:1].expand(n_steps, *xt.shape[1:]), xt[1:].expand(n_steps, *xt.shape[1:])
     xt_path = {"slerp": slerp, "lerp": lerp, "fixed": lambda p, q, s: p.clone()}[x_T_path](xt_a, xt_b, a)
-    images = _decode_batched(model, xt_path, z_path, decode_steps, batch_size, progress, "interpolate")
+    images = decode_in_batches(model, xt_path, z_path, decode_steps, batch_size, progress, "interpolate")
     return {"images": images, "alphas": alphas.float(), "z": z_path, "x_T": xt_path}
 
 
