@@ -20,10 +20,14 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .model import DiffAE, DiffAEConfig, TrainConfig, get_config
+from .model.io import apply_data_stats, load_model, read_checkpoint, save_model
 from .utils import get_device, seed_everything
 
+__all__ = ["CKPT_NAME", "EMA", "EpochSampler", "ShardSampler", "Trainer", "available_cpus", "cpu_has_fast_bf16",
+           "dataset_images", "distributed_context", "load_model", "save_grid", "save_pretrained", "train",
+           "training_dataset"]   # load_model is usdiff.model.io's, kept here beside save_pretrained
+
 CKPT_NAME = "ckpt.pt"
-PRETRAINED_FORMAT = "usdiff-pretrained-v1"
 
 
 class EMA:
@@ -389,7 +393,7 @@ class Trainer:
             ValueError: if the checkpoint's model config differs from this model's.
         """
         path = Path(path) if path is not None else self.ckpt_path
-        ckpt = _load(path)
+        ckpt = read_checkpoint(path)
         saved = DiffAEConfig.from_dict(ckpt["config"])
         if saved != self.model.config:
             diff = {k: (v, getattr(self.model.config, k)) for k, v in saved.to_dict().items()
@@ -403,8 +407,8 @@ class Trainer:
         self.epoch = ckpt["data_position"]["epoch"]
         self.batch_in_epoch = ckpt["data_position"]["batch_in_epoch"]
         self.history = list(ckpt["history"])
-        _set_data_stats(self.model, ckpt)
-        _set_data_stats(self.ema.model, ckpt)
+        apply_data_stats(self.model, ckpt)
+        apply_data_stats(self.ema.model, ckpt)
         _set_rng_state(ckpt["rng"], self.noise_generator)
         return self
 
@@ -431,30 +435,6 @@ def _set_rng_state(state: dict, noise_generator: torch.Generator) -> None:
     noise_generator.set_state(state["noise"])
 
 
-def _load(path: str | Path) -> dict:
-    """A checkpoint dict read safely (``weights_only``); one clear error for anything else.
-
-    Raises:
-        FileNotFoundError: no file at `path`. ValueError: the file is not a DiffAE checkpoint
-        (truncated, another format, or holding arbitrary Python objects, which are never loaded).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a bad file
-        kind = "truncated or corrupt" if isinstance(err, (EOFError, RuntimeError)) else "not a torch file"
-        raise ValueError(f"{path} is not a DiffAE checkpoint ({kind}: {type(err).__name__}); use a file written "
-                         "by `usdiff train` (RUN/ckpt.pt) or save_pretrained (e.g. assets/diffae_tiny.pt)") from None
-    if not isinstance(ckpt, dict) or "config" not in ckpt or not ({"weights", "ema", "model"} & set(ckpt)):
-        fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
-        holds = f"it holds {fmt}" if isinstance(fmt, str) else "no model config and weights in it"
-        raise ValueError(f"{path} is not a DiffAE checkpoint ({holds}); use a file written by `usdiff train` "
-                         "(RUN/ckpt.pt) or save_pretrained (e.g. assets/diffae_tiny.pt)")
-    return ckpt
-
-
 def save_grid(rows: list[torch.Tensor], path: str | Path) -> Path:
     """Save equally long batches ``(B, 1, H, W)`` in [-1, 1] as the rows of one PNG (2 px gaps)."""
     from PIL import Image
@@ -472,37 +452,7 @@ def save_grid(rows: list[torch.Tensor], path: str | Path) -> Path:
     return path
 
 
-# ---- loading and sharing models -------------------------------------------------------------------
-
-def load_model(ckpt_path: str | Path, device=None, use_ema: bool = True) -> DiffAE:
-    """A ready-to-use :class:`DiffAE` (eval mode) from a training checkpoint or a pretrained file.
-
-    Args:
-        ckpt_path: ``ckpt.pt`` from :class:`Trainer` or a file from :func:`save_pretrained`.
-        device: where to put the model (default: CUDA when visible, else CPU).
-        use_ema: take the EMA weights (training checkpoints hold both; pretrained files only EMA).
-
-    Raises:
-        FileNotFoundError: naming the path, if it does not exist.
-    """
-    ckpt = _load(ckpt_path)
-    model = DiffAE.from_config(DiffAEConfig.from_dict(ckpt["config"]))
-    if "weights" in ckpt:
-        state = ckpt["weights"]
-    else:
-        state = ckpt["ema"]["shadow"] if use_ema else ckpt["model"]
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    _set_data_stats(model, ckpt)
-    return model.to(get_device(device)).eval()
-
-
-def _set_data_stats(model: DiffAE, ckpt: dict) -> None:
-    """Put a checkpoint's per-pixel data statistics (if it has them) on `model`."""
-    stats = ckpt.get("data_stats")
-    if stats is not None:
-        model.data_mean = stats["mean"].float().to(model.device)
-        model.data_std = stats["std"].float().to(model.device)
-
+# ---- sharing models (checkpoint reading and writing: usdiff.model.io) -----------------------------
 
 def dataset_images(dataset, n: int = 2048) -> torch.Tensor:
     """Up to `n` images ``(n, C, H, W)`` evenly spaced through `dataset` (deterministic), e.g. for
@@ -515,7 +465,8 @@ def dataset_images(dataset, n: int = 2048) -> torch.Tensor:
 
 
 def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Path:
-    """Write a small file with the model config and weights only (the EMA weights of a Trainer).
+    """Write a small file with the model config and weights only (the EMA weights of a Trainer);
+    :func:`usdiff.model.io.save_model` for a Trainer, an :class:`EMA` or a :class:`DiffAE`.
 
     Args:
         model_or_trainer: a :class:`Trainer` (its EMA weights), an :class:`EMA` or a :class:`DiffAE`.
@@ -532,13 +483,7 @@ def save_pretrained(model_or_trainer, path: str | Path, half: bool = True) -> Pa
         model = model_or_trainer
     if not isinstance(model, DiffAE) or model.config is None:
         raise TypeError(f"expected a Trainer, EMA or DiffAE built from a config, got {type(model_or_trainer).__name__}")
-    weights = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
-               for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": PRETRAINED_FORMAT, "config": model.config.to_dict(), "weights": weights, "step": step,
-                "data_stats": model.data_stats()}, path)
-    return path
+    return save_model(model, path, step=step, half=half)
 
 
 def training_dataset(data_dir: str | Path, size: int, fit: str = "pad"):

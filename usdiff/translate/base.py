@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..latent import encode_images
-from ..train import load_model
+from ..model.io import load_model
 from ..utils import model_device
 
 __all__ = ["Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method",
