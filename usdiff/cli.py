@@ -34,19 +34,24 @@ def _data_ensure(args):
 
 
 def _train(args):
+    import dataclasses
+
+    from .model import get_config
     from .train import train
 
     overrides = {k: v for k, v in (("loss_weighting", args.loss_weighting), ("warmup_steps", args.warmup_steps),
-                                   ("batch_size", args.batch_size)) if v is not None}
+                                   ("batch_size", args.batch_size), ("seed", args.seed)) if v is not None}
     if args.bf16:
         overrides["bf16_cpu"] = True
     model = {k: v for k, v in (("prediction", args.prediction), ("timestep_spacing", args.timestep_spacing))
              if v is not None}
     if args.zero_terminal_snr:
         model["zero_terminal_snr"] = True
-    trainer = train(config=args.config, data_dir=args.data, out_dir=args.out, resume=args.resume,
-                    device=args.device, steps=args.steps, overwrite=args.overwrite, seed=args.seed, fit=args.fit,
-                    model_overrides=model, **overrides)
+    model_cfg, train_cfg = get_config(args.config)
+    config = (dataclasses.replace(model_cfg, **model), train_cfg)
+    start = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    trainer = train(config, args.data, args.out, start=start, steps=args.steps, device=args.device, fit=args.fit,
+                    **overrides)
     if trainer.rank == 0:
         print(f"trained to step {trainer.step}; checkpoint in {args.out}")
 

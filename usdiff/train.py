@@ -506,52 +506,52 @@ def training_dataset(data_dir: str | Path, size: int, fit: str = "pad"):
                             "nor your own images in the folders sim/ and real/")
 
 
+START_MODES = ("new", "resume", "overwrite")
+
+
 def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str | Path = "data/builtin",
-          out_dir: str | Path = "runs/diffae", resume: bool = False, device=None, steps: int | None = None,
-          progress: bool = True, overwrite: bool = False, seed: int | None = None, fit: str = "pad",
-          model_overrides: dict | None = None, **train_overrides) -> Trainer:
+          out_dir: str | Path = "runs/diffae", *, start: str = "new", steps: int | None = None, device=None,
+          fit: str = "pad", progress: bool = True, **train_overrides) -> Trainer:
     """Train a DiffAE on the built-in data set (both domains, train split) or on your own
     ``ROOT/sim`` + ``ROOT/real`` images; used by ``usdiff train``.
 
     Args:
-        config: preset name ("tiny" | "small" | "paper") or a ``(DiffAEConfig, TrainConfig)`` pair.
+        config: preset name ("tiny" | "small" | "paper") or a ``(DiffAEConfig, TrainConfig)`` pair
+            (change model fields with ``dataclasses.replace`` on the preset's, e.g. ``prediction="v"``).
         data_dir: built-in data set folder (see ``usdiff data``) or a folder with ``sim/`` and ``real/``.
         out_dir: run folder; the checkpoint is ``out_dir/ckpt.pt``.
-        resume: continue exactly from ``out_dir/ckpt.pt``.
-        device: torch device (default: CUDA when visible, else CPU).
+        start: ``"new"`` (refused when `out_dir` holds a checkpoint), ``"resume"`` (continue exactly
+            from ``out_dir/ckpt.pt``) or ``"overwrite"`` (start afresh; the checkpoint is replaced).
         steps: the total step count to train to (not a number of extra steps): a run resumed at
             step 2,000 with ``steps=3000`` trains 1,000 more (default: the config's total).
-        progress: show a tqdm bar.
-        overwrite: start afresh although `out_dir` already holds a checkpoint (it is replaced).
-        seed: overrides the config's seed.
+        device: torch device (default: CUDA when visible, else CPU).
         fit: how your own images of other sizes reach the model's (``"pad"`` or ``"crop"``).
-        model_overrides: :class:`DiffAEConfig` fields to change (e.g. ``{"prediction": "v",
-            "zero_terminal_snr": True, "timestep_spacing": "trailing"}``); checked like the config.
-        train_overrides: :class:`TrainConfig` fields to change (e.g. ``loss_weighting="min_snr"``,
-            ``warmup_steps=200``, ``bf16_cpu=True``); unknown names raise ``TypeError``.
+        progress: show a tqdm bar.
+        train_overrides: :class:`TrainConfig` fields to change (e.g. ``seed=1``,
+            ``loss_weighting="min_snr"``, ``warmup_steps=200``, ``bf16_cpu=True``); unknown names raise
+            ``TypeError``.
 
     Raises:
-        FileNotFoundError: if `resume` is set and there is no checkpoint in `out_dir`.
-        FileExistsError: `out_dir` holds a checkpoint and neither `resume` nor `overwrite` is set.
+        ValueError: an unknown `start`.
+        FileNotFoundError: ``start="resume"`` and there is no checkpoint in `out_dir`.
+        FileExistsError: `out_dir` holds a checkpoint and ``start="new"``.
     """
     import dataclasses
 
+    if start not in START_MODES:
+        raise ValueError(f"start must be one of {START_MODES}, got {start!r}")
     model_cfg, train_cfg = get_config(config) if isinstance(config, str) else config
-    if seed is not None:
-        train_overrides["seed"] = int(seed)
     if train_overrides:
         train_cfg = dataclasses.replace(train_cfg, **train_overrides)
-    if model_overrides:
-        model_cfg = dataclasses.replace(model_cfg, **model_overrides)
     existing = Path(out_dir) / "ckpt.pt"
-    if existing.exists() and not (resume or overwrite):
+    if existing.exists() and start == "new":
         raise FileExistsError(f"{existing} exists: pass --resume to continue that run, --overwrite to start "
                               "afresh (it is replaced), or choose another --out")
     seed_everything(train_cfg.seed)
     dataset = training_dataset(data_dir, model_cfg.image_size, fit)
     model = DiffAE.from_config(model_cfg)
     trainer = Trainer(model, dataset, train_cfg, out_dir, device=device, progress=progress)
-    if resume:
+    if start == "resume":
         trainer.resume(trainer.ckpt_path)
     target = trainer.total_steps if steps is None else steps
     trainer.fit(max(0, target - trainer.step))
