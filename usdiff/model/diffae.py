@@ -22,6 +22,7 @@ from ..utils import exists
 from .config import PREDICTION_CHOICES, DiffAEConfig
 from .ddim import DDIMScheduler
 from .encoder import SemanticEncoder
+from .solvers import DPMSolverPP2M, check_solver
 from .unet import ConditionalUNet
 
 
@@ -177,7 +178,7 @@ class DiffAE(nn.Module):
     @torch.no_grad()
     def encode_stochastic(self, x0: torch.Tensor, z_sem: torch.Tensor | None = None, steps: int = 100,
                           progress: bool = False, fixed_point_iters: int = 0,
-                          tol: float = 1e-3) -> torch.Tensor:
+                          tol: float = 1e-3, solver: str = "ddim") -> torch.Tensor:
         """Stochastic code x_T by deterministic DDIM inversion of `x0` conditioned on `z_sem`.
 
         Walks the `steps`-point DDIM grid upwards: x_0 -> x_{t_0} -> ... -> x_{t_last}, with
@@ -194,6 +195,11 @@ class DiffAE(nn.Module):
         each image until its RMS change is below `tol` (converged images stop early, so an image gets
         the same refinement alone or in any batch).
 
+        ``solver="dpmpp2m"`` walks the grid upwards with DPM-Solver++(2M) instead
+        (:meth:`usdiff.model.solvers.DPMSolverPP2M.inverse_step`): the same network passes, a
+        second-order solution of the ODE; it has no exact inverse to refine towards, so it takes no
+        `fixed_point_iters`.
+
         Args:
             x0: ``(B, C, H, W)`` images in [-1, 1].
             z_sem: ``(B, z_dim)``; computed from `x0` when None.
@@ -202,18 +208,24 @@ class DiffAE(nn.Module):
             fixed_point_iters: at most this many refinements per step (0 = plain DDIM inversion;
                 each costs one UNet evaluation; 5-10 make the inversion exact to ~60 dB).
             tol: stop refining an image at a step once it changes by less than this RMS.
+            solver: "ddim" (default) or "dpmpp2m".
 
         Returns:
             ``(B, C, H, W)`` x_T.
 
         Raises:
-            ValueError: for a negative `fixed_point_iters` or a non-positive `tol`.
+            ValueError: for a negative `fixed_point_iters`, a non-positive `tol`, an unknown `solver`,
+                or `fixed_point_iters` > 0 with "dpmpp2m".
         """
         self._check_images(x0, "x0")
         if not isinstance(fixed_point_iters, int) or fixed_point_iters < 0:
             raise ValueError(f"fixed_point_iters must be an int >= 0, got {fixed_point_iters!r}")
         if not tol > 0:
             raise ValueError(f"tol must be > 0, got {tol!r}")
+        if check_solver(solver) != "ddim" and fixed_point_iters:
+            raise ValueError(f"fixed_point_iters > 0 refines DDIM inversion to the exact inverse of DDIM decoding; "
+                             f"solver={solver!r} has no such inverse: use fixed_point_iters=0 or solver='ddim'")
+        inverse_step = self.scheduler.inverse_step if solver == "ddim" else DPMSolverPP2M(self.scheduler).inverse_step
         z_sem = self.encode(x0) if z_sem is None else z_sem
         self._check_z(z_sem, len(x0))
         timesteps = self.scheduler.set_timesteps(steps).flip(0).tolist()  # ascending: 0, T/steps, ...
@@ -223,7 +235,7 @@ class DiffAE(nn.Module):
                                   disable=not progress, leave=False):
                 # the prediction at the current point; the clean image (t=-1) is evaluated at t=0
                 out = self.unet(x, self._t(t, x), z_sem)
-                x_next = self.scheduler.inverse_step(out, t, t_next, x)
+                x_next = inverse_step(out, t, t_next, x)
                 active = torch.arange(len(x), device=x.device)     # images still being refined
                 for _ in range(fixed_point_iters):
                     x_a = x_next[active]
@@ -287,24 +299,35 @@ class DiffAE(nn.Module):
         return x
 
     def decode(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20, eta: float = 0.0,
-               progress: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Images from ``(x_T, z_sem)`` by DDIM sampling over the `steps`-point grid (:meth:`denoise`).
+               progress: bool = False, generator: torch.Generator | None = None,
+               solver: str = "ddim") -> torch.Tensor:
+        """Images from ``(x_T, z_sem)`` by sampling over the `steps`-point grid (:meth:`denoise`).
 
         Args:
             x_T: ``(B, C, H, W)`` stochastic code (from `encode_stochastic`, or Gaussian noise).
             z_sem: ``(B, z_dim)`` semantic code.
-            steps: DDIM steps (the study evaluated with 20).
-            eta: 0 = deterministic DDIM; > 0 adds fresh noise at every step.
+            steps: sampling steps = network passes (the study evaluated DDIM with 20).
+            eta: 0 = deterministic DDIM; > 0 adds fresh noise at every step (DDIM only).
             progress: show a tqdm bar.
             generator: CPU generator for the noise when ``eta > 0``.
+            solver: "ddim" (default, DDIM) or "dpmpp2m" (DPM-Solver++(2M), Lu et al. 2022: second
+                order, the same network passes; :class:`usdiff.model.solvers.DPMSolverPP2M`).
 
         Returns:
             ``(B, C, H, W)`` images clamped to [-1, 1].
+
+        Raises:
+            ValueError: for an unknown `solver`, or ``eta > 0`` with "dpmpp2m".
         """
         self._check_images(x_T, "x_T")
         self._check_z(z_sem, len(x_T))
         grid = self.scheduler.set_timesteps(steps).tolist()  # descending: ..., T/steps, 0
-        return self.denoise(x_T, z_sem, grid, eta=eta, generator=generator, progress=progress).clamp(-1, 1)
+        if check_solver(solver) == "ddim":
+            return self.denoise(x_T, z_sem, grid, eta=eta, generator=generator, progress=progress).clamp(-1, 1)
+        if eta != 0:
+            raise ValueError(f"solver={solver!r} is deterministic (eta=0); eta={eta!r} needs solver='ddim'")
+        hook = DPMSolverPP2M(self.scheduler).on_step(grid)   # DDIM's loop, each update made second order
+        return self.denoise(x_T, z_sem, grid, on_step=hook, progress=progress).clamp(-1, 1)
 
     def decode_trajectory(self, x_T: torch.Tensor, z_sem: torch.Tensor, steps: int = 20) -> dict:
         """:meth:`decode` (deterministic, eta = 0) that keeps every step, to see how an image forms.
