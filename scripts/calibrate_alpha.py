@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usdiff.analysis import manipulation_sweep, sweep_metrics
 from usdiff.data import BuiltinDataset
+from usdiff.experiments import DDIMSteps, manipulation_sweep, sweep_metrics
 from usdiff.metrics.critics import load_critics, nearest_critic_size
 from usdiff.train import load_model
 from usdiff.translate import default_method_path, resolve_method
@@ -62,8 +62,7 @@ def main(argv=None) -> int:
     x = torch.stack([sims[i][0] for i in range(n)])
     labels = np.stack([sims.label_map(i) for i in range(n)])
     alphas = sorted({0.0, *args.alphas})
-    sweep = manipulation_sweep(model, x, {"bce": direction}, alphas, encode_steps=args.steps,
-                               decode_steps=args.steps)
+    sweep = manipulation_sweep(model, x, {"bce": direction}, alphas, DDIMSteps(args.steps, args.steps))
     ims = sweep["images"]["bce"]
     recon = ims[alphas.index(0.0)]
     change = [float((im - recon).abs().mean()) for im in ims]

@@ -4,7 +4,7 @@
     python scripts/diffae_goals.py --prior gaussian     # random x_T ~ N(0, I), the study's protocol
 
 Prints, for held-out test phantoms of the built-in data set, each goal, its target and the value
-(see usdiff.analysis.diffae_goals); --json prints the numbers only.
+(see usdiff.experiments.diffae_goals); --json prints the numbers only.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from usdiff.analysis import diffae_goals
+from usdiff.experiments import GoalSettings, diffae_goals
 from usdiff.metrics.critics import load_critics, nearest_critic_size
 from usdiff.train import load_model
 
@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     model = load_model(args.ckpt)
     critics = load_critics(nearest_critic_size(model.config.image_size))
-    r = diffae_goals(model, args.data, critics, n=args.n, progress=not args.json, prior=args.prior)
+    r = diffae_goals(model, args.data, critics, GoalSettings(n=args.n, prior=args.prior), progress=not args.json)
     if args.json:
         print(json.dumps(r))
         return 0

@@ -21,9 +21,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
-from usdiff.analysis import encode_dataset  # noqa: E402
 from usdiff.data import BuiltinDataset, ensure_dataset  # noqa: E402
-from usdiff.latent import train_linear_classifier  # noqa: E402
+from usdiff.latent import encode_dataset, train_linear_classifier  # noqa: E402
 from usdiff.train import load_model  # noqa: E402
 from usdiff.translate import manipulate  # noqa: E402
 from usdiff.viz import save_figure, show_rows  # noqa: E402

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from usdiff.analysis import fine_texture
 from usdiff.data import BuiltinDataset
+from usdiff.experiments import fine_texture
 from usdiff.metrics.critics import load_critics, nearest_critic_size
 from usdiff.train import load_model
 

@@ -42,8 +42,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from usdiff.analysis import reconstruction_error
 from usdiff.data.generate import assign_splits, item_seed, render_item
+from usdiff.experiments import reconstruction_error
 from usdiff.model import DiffAE, DiffAEConfig, get_config
 from usdiff.model.config import SCHEDULE_CHOICES
 from usdiff.train import Trainer, available_cpus, cpu_has_fast_bf16, load_model, save_pretrained

@@ -1,5 +1,4 @@
 """Normaliser, linear sim-vs-real classifiers, embeddings and separation scores."""
-import matplotlib
 import numpy as np
 import pytest
 import torch
@@ -11,11 +10,8 @@ from usdiff.latent import (
     domain_separation,
     embed_pca,
     embed_tsne,
-    plot_embedding,
     train_linear_classifier,
 )
-
-matplotlib.use("Agg")
 
 
 def two_gaussians(n=200, d=8, shift=3.0, seed=0):
@@ -209,21 +205,3 @@ def test_domain_separation_separable_vs_identical():
     mix = domain_separation(same, y2)
     assert abs(mix["probe_accuracy"] - 0.5) < 0.1
     assert abs(mix["silhouette"]) < 0.05 and mix["frechet"] < 0.2
-
-
-def test_plot_embedding_draws_domains_and_extras():
-    z, y = two_gaussians(n=30, d=2)
-    fig = plot_embedding(z, y, extra={"manipulated": z[:3]}, title="t")
-    ax = fig.axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["real (15)", "simulated (15)", "manipulated"]
-    assert len(ax.collections) == 3
-    from matplotlib.colors import to_rgba
-
-    domain_colours = {to_rgba(c) for c in ("tab:orange", "tab:blue")}
-    many = plot_embedding(z, y, extra={f"set {i}": z[:2] for i in range(9)}).axes[0]
-    for placed in many.collections[2:]:                      # no placed set may look like a domain
-        assert to_rgba(placed.get_facecolor()[0]) not in domain_colours
-    assert many.get_legend().get_bbox_to_anchor().x0 > many.get_window_extent().x1 - 1   # beside the axes
-    with pytest.raises(ValueError, match="emb must be"):
-        plot_embedding(np.zeros((3, 3)), [0, 1, 0])

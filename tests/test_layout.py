@@ -22,7 +22,6 @@ LAYERS = {
     "usdiff.latent": "latent",
     "usdiff.translate": "translate",
     # what uses the whole stack: notebooks' helpers, folder jobs, downstream tasks, figures
-    "usdiff.analysis": "analysis",
     "usdiff.experiments": "analysis",
     "usdiff.downstream": "analysis",
     "usdiff.pipelines": "analysis",

@@ -287,8 +287,8 @@ def test_transport_fit_ignores_the_order_of_the_sets(codes):
 # ---- measuring and showing translations ----------------------------------------------------------
 
 def test_liver_speckle_snr_is_mean_over_std_inside_the_eroded_liver():
-    from usdiff.analysis import liver_speckle_snr
     from usdiff.data.phantom import LIVER
+    from usdiff.experiments import liver_speckle_snr
 
     labels = np.zeros((1, 32, 32), np.int64)
     labels[0, 4:28, 4:28] = LIVER
@@ -300,7 +300,8 @@ def test_liver_speckle_snr_is_mean_over_std_inside_the_eroded_liver():
 
 
 def test_translation_widget_follows_its_controls(model, fitted_methods):
-    from usdiff.analysis import translation_widget
+    from usdiff.experiments import Knob
+    from usdiff.widgets import translation_widget
 
     class FakeCritics:   # P(real) = mean brightness, Dice from the segmenter-free stand-in
         def p_real(self, y, value_range):
@@ -311,7 +312,7 @@ def test_translation_widget_follows_its_controls(model, fitted_methods):
 
     methods = {"sdedit": fitted_methods["sdedit"], "cyclegan": fitted_methods["cyclegan"]}
     x = images(2, seed=3)
-    w = translation_widget(model, methods, {"sdedit": ("t0", [0.2, 0.6])}, x, np.zeros((2, SIZE, SIZE), np.int64),
+    w = translation_widget(model, methods, {"sdedit": Knob("t0", [0.2, 0.6])}, x, np.zeros((2, SIZE, SIZE), np.int64),
                            FakeCritics())
     assert w.state["method"] == "sdedit" and w.controls["value"].description == "t0"
     first = w.state["translated"].clone()
@@ -325,13 +326,15 @@ def test_translation_widget_follows_its_controls(model, fitted_methods):
     torch.testing.assert_close(w.state["translated"], fitted_methods["cyclegan"].translate(None, x[1:2]))
     with pytest.raises(ValueError, match="at least one fitted method"):
         translation_widget(model, {}, {}, x, np.zeros((2, SIZE, SIZE)), FakeCritics())
+    with pytest.raises(ValueError, match=r"knobs must map method names to Knob\(name, values\), got \{'sdedit': 'tuple'\}"):
+        translation_widget(model, methods, {"sdedit": ("t0", [0.2])}, x, np.zeros((2, SIZE, SIZE)), FakeCritics())
 
 
 def test_pareto_plot_draws_every_curve_and_point():
     import matplotlib
 
     matplotlib.use("Agg")
-    from usdiff.analysis import plot_pareto
+    from usdiff.viz import plot_pareto
 
     fig = plot_pareto({"a": {"p_real": [0.1, 0.5], "dice_rel": [1.0, 0.8], "values": [0.2, 0.5], "knob": "t0"},
                        "b": {"p_real": [0.0], "dice_rel": [0.9], "values": [0.3]}}, points={"test": (0.4, 0.95)})

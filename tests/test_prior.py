@@ -129,8 +129,8 @@ def test_the_shipped_v_checkpoint_has_no_signal_leak_and_decodes_with_z_sem():
     """assets/diffae_tiny.pt predicts v on a zero-terminal-SNR schedule and samples from t = T - 1, where x_T
     is pure noise: its samples from N(0, I) must get their brightness from z_sem alone (the eps checkpoint's are
     > 0.1 too bright, test above), and swapping z_sem must move an image most of the way to the other."""
-    from usdiff.analysis import z_swap_ratio
     from usdiff.data import assign_splits, item_seed, render_item
+    from usdiff.experiments import z_swap_ratio
 
     model = load_model(Path(__file__).resolve().parents[1] / "assets" / "diffae_tiny.pt", device="cpu")
     c = model.config

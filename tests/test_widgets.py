@@ -9,11 +9,19 @@ import pytest
 import torch
 from zmodels import tiny_z_model
 
+from usdiff.data import TISSUES
+from usdiff.experiments import DDIMSteps
+from usdiff.latent import encode_images, train_linear_classifier
 from usdiff.model import alphas_cumprod, get_schedule
-from usdiff.translate import interpolate
+from usdiff.translate import interpolate, manipulate_z
 from usdiff.widgets import (
+    AlphaSlider,
+    Scoring,
     embedding_widget,
+    interpolation_widget,
     inversion_trajectories,
+    manipulation_figure,
+    manipulation_widget,
     noising_figure,
     schedule_widget,
     snr,
@@ -33,6 +41,28 @@ def model():
 
 def image(seed=0):
     return torch.rand(1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def images(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, SIZE, SIZE, generator=g) * 2 - 1
+
+
+def label_map(cy, cx, rad):
+    yy, xx = np.indices((SIZE, SIZE))
+    lab = np.full((SIZE, SIZE), TISSUES["liver"], np.uint8)
+    lab[(yy - cy) ** 2 + (xx - cx) ** 2 <= rad**2] = TISSUES["aorta"]
+    return lab
+
+
+@pytest.fixture(scope="module")
+def classifiers(model):
+    """BCE and MSE classifiers on the test model's codes of dark and bright images."""
+    dark, bright = images(24, 1) * 0.2 - 0.6, images(24, 2) * 0.2 + 0.6
+    z = encode_images(model, torch.cat([dark, bright]))
+    y = np.repeat([0, 1], 24)
+    return {loss: train_linear_classifier(z, y, loss=loss, lr=1e-2, epochs=5, progress=False, device="cpu")[0]
+            for loss in ("bce", "mse")}
 
 
 def test_snr_closed_form_and_schedules():
@@ -123,18 +153,128 @@ def test_embedding_widget_switches_settings():
         embedding_widget({}, domain)
 
 
-def test_show_label_maps_colours_tissues_and_names_them():
-    from usdiff.data.phantom import LABEL_NAMES, TISSUES, tissue_colors
-    from usdiff.viz import show_label_maps
+# ---- interpolation, manipulation ----------------------------------------------------------------------------------------
 
-    lab = np.zeros((2, 8, 8), np.uint8)
-    lab[0, 2:5, 2:5] = TISSUES["aorta"]
-    lab[1, :4] = TISSUES["liver"]
-    fig = show_label_maps(lab, titles=["a", "b"])
-    names = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert names == [LABEL_NAMES[k] for k in sorted({0, TISSUES["aorta"], TISSUES["liver"]})]
-    shown = fig.axes[0].images[0]
-    rgb = shown.cmap(shown.norm(TISSUES["aorta"]))[:3]
-    np.testing.assert_allclose(rgb, tissue_colors()[TISSUES["aorta"]], atol=1e-6)
-    with pytest.raises(ValueError, match="label_maps must be"):
-        show_label_maps(np.full((1, 4, 4), 99))
+def test_interpolation_widget_runs_the_chosen_pair_with_the_chosen_steps(model):
+    src = {"a": images(1, seed=1)[0], "b": images(1, seed=2)[0]}
+    dst = {"c": images(1, seed=3)[0]}
+    w = interpolation_widget(model, src, dst, n_steps=4, ddim=DDIMSteps(2, 2))
+    assert w.state == {}  # nothing decoded before the button is pressed
+    w.controls["source"].value = "b"
+    w.controls["n_steps"].value = 3
+    seen = []
+    w.controls["run"].observe(lambda change: seen.append(change["new"]), names="disabled")
+    w.controls["run"].click()
+    assert seen == [True, False] and w.controls["run"].description == "interpolate"  # disabled while computing
+    assert w.state["images"].shape == (3, 1, SIZE, SIZE)
+    np.testing.assert_allclose(w.state["alphas"].numpy(), [0, 0.5, 1])
+    ref = interpolate(model, src["b"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)
+    torch.testing.assert_close(w.state["images"], ref["images"])
+    drawn = interpolation_widget(model, src, dst, n_steps=3, ddim=DDIMSteps(2, 2), draw=True)   # the first pair now
+    ref = interpolate(model, src["a"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)
+    torch.testing.assert_close(drawn.state["images"], ref["images"])
+    assert drawn.controls["run"].disabled is False
+
+
+def test_manipulation_widget_redraws_on_every_control(model, classifiers):
+    ims = {"one": images(1, seed=4)[0], "two": images(1, seed=6)[0]}
+    clfs = {"BCE": classifiers["bce"], "MSE": classifiers["mse"]}
+    w = manipulation_widget(model, ims, clfs, alpha=AlphaSlider(0.2), ddim=DDIMSteps(2, 2))
+    assert w.state["image"] == "one" and w.state["classifier"] == "BCE" and w.state["alpha"] == pytest.approx(0.2)
+    p_low = w.state["p_real"]
+    w.controls["alpha"].value = 0.6
+    assert w.state["alpha"] == pytest.approx(0.6) and w.state["p_real"] > p_low
+    x = ims["one"][None]
+    z = model.encode(x)
+    x_T = model.encode_stochastic(x, z, steps=2)
+    z_new = manipulate_z(z, clfs["BCE"], 0.6)
+    torch.testing.assert_close(w.state["z"], z_new)
+    torch.testing.assert_close(w.state["manipulated"], model.decode(x_T, z_new, steps=2), atol=1e-5, rtol=1e-5)
+    assert (w.state["manipulated"] - w.state["recon"]).abs().mean() > 1e-3   # the slider changes the image
+    w.controls["classifier"].value = "MSE"
+    torch.testing.assert_close(w.state["z"], manipulate_z(z, clfs["MSE"], 0.6))
+    w.controls["image"].value = "two"
+    assert w.state["image"] == "two"
+    torch.testing.assert_close(w.state["recon"], model.decode(*reversed(_codes(model, ims["two"][None])), steps=2))
+    lazy = manipulation_widget(model, ims, clfs, draw=False)
+    assert lazy.state == {}
+    # the toggle's label sits beside it in its own Label (a toggle description floats above wrapped buttons)
+    row = w.children[0].children[1]
+    assert w.controls["classifier"].description == "" and row.children[0].value == "classifier"
+    assert row.children[1] is w.controls["classifier"]
+
+
+def test_manipulation_widget_decodes_each_view_once(model, classifiers, monkeypatch):
+    ims = {"one": images(1, seed=4)[0]}
+    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=AlphaSlider(0.6), ddim=DDIMSteps(2, 2))
+    first = w.state["manipulated"]
+    calls = []
+    decode = model.decode
+    monkeypatch.setattr(model, "decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    w.controls["alpha"].value = 0.2
+    assert len(calls) == 1                                    # a new alpha decodes
+    w.controls["alpha"].value = 0.6
+    assert len(calls) == 1                                    # going back does not
+    torch.testing.assert_close(w.state["manipulated"], first)
+    assert w.state["alpha"] == pytest.approx(0.6)
+
+
+def test_manipulation_widget_shows_change_twin_and_anatomy(model, classifiers):
+    ims = {"one": images(1, seed=4)[0]}
+    labels = {"one": label_map(12, 16, 3)}
+    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=AlphaSlider(0.0), ddim=DDIMSteps(2, 2),
+                            scoring=Scoring(label_maps=labels), twins={"one": images(1, seed=5)[0]})
+    assert w.state["change"] == pytest.approx(0.0, abs=1e-6)          # alpha 0 decodes the reconstruction
+    assert isinstance(w.state["aorta_count"], int) and w.state["dice_aorta"] is None   # no critics given
+    w.controls["alpha"].value = 0.7
+    assert w.state["change"] == pytest.approx(float((w.state["manipulated"] - w.state["recon"]).abs().mean()))
+    assert w.state["change"] > 1e-3
+    with pytest.raises(ValueError, match=r"twins must have an entry for every image; missing: \['one'\]"):
+        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, twins={"two": images(1)[0]})
+    with pytest.raises(ValueError, match="label_maps must have an entry"):
+        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, scoring=Scoring(label_maps={}))
+
+
+def _codes(model, x):
+    z = model.encode(x)
+    return z, model.encode_stochastic(x, z, steps=2)
+
+
+def test_widgets_reject_empty_choices_and_take_single_ones(model, classifiers):
+    one, clf = {"a": images(1)[0]}, classifiers["bce"]
+    for sources, targets in (({}, one), (one, {})):
+        with pytest.raises(ValueError, match="sources and targets must each hold at least one named image"):
+            interpolation_widget(model, sources, targets)
+    for ims, clfs in (({}, {"BCE": clf}), (one, {})):
+        with pytest.raises(ValueError, match="images and classifiers must each hold at least one entry"):
+            manipulation_widget(model, ims, clfs)
+    w = manipulation_widget(model, one, {"BCE": clf}, draw=False)
+    assert list(w.controls["image"].options) == ["a"]
+    assert w.controls["classifier"].value == "BCE"
+    assert w.state == {}
+
+
+def test_manipulation_widget_scores_with_the_judge_and_the_critics(model, classifiers):
+    class FakeCritics:   # P(real) = mean brightness; the segmenter finds the aorta in half of its pixels
+        def p_real(self, y, value_range):
+            return ((y + 1) / 2).mean(dim=(1, 2, 3)).numpy()
+
+        def anatomy_scores(self, y, labels, value_range):
+            per_image = np.zeros((len(y), len(TISSUES) + 1))
+            per_image[:, TISSUES["aorta"]] = 0.5
+            return {"per_image": per_image}
+
+    ims = {"one": images(1, seed=4)[0]}
+    clfs = {"BCE": classifiers["bce"], "MSE": classifiers["mse"]}
+    scoring = Scoring(judge=classifiers["bce"], critics=FakeCritics(), label_maps={"one": label_map(12, 16, 3)})
+    w = manipulation_widget(model, ims, clfs, alpha=AlphaSlider(0.4, bounds=(-0.5, 0.5), step=0.1),
+                            ddim=DDIMSteps(2, 2), scoring=scoring)
+    assert (w.controls["alpha"].min, w.controls["alpha"].max, w.controls["alpha"].step) == (-0.5, 0.5, 0.1)
+    w.controls["classifier"].value = "MSE"                 # the judge, not the selected classifier, scores the code
+    assert w.state["p_real"] == pytest.approx(float(classifiers["bce"].predict_proba(w.state["z"].double().numpy())[0, 1]))
+    assert w.state["p_image"] == pytest.approx(float(((w.state["manipulated"] + 1) / 2).mean()))
+    assert w.state["dice_aorta"] == 0.5 and isinstance(w.state["aorta_count"], int)
+    fig = manipulation_figure(w.state, images(1, seed=5)[0])
+    assert len(fig.axes) == 5                              # 4 panels and the colour bar of the difference
+    title = " ".join(t.get_text() for t in fig.texts)      # the suptitle names the view's scores
+    assert "aorta Dice 0.50" in title and "critic P(real) of the image" in title

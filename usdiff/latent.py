@@ -9,8 +9,9 @@ dimension (mean and std of all sim + real codes, as in the upstream DiffAE), wit
   (least squares on the labels, a linear-discriminant-like direction).
 
 The unit weight vector ``w / |w|`` is the "realness" direction used by
-:func:`usdiff.translate.manipulate`. Its t-SNE / PCA views and separation scores tell whether the
-two domains overlap at all (in the study they did not).
+:func:`usdiff.translate.manipulate`. t-SNE / PCA embeddings of the codes (drawn by
+:func:`usdiff.viz.plot_embedding`) and separation scores tell whether the two domains overlap at all
+(in the study they did not).
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -38,14 +38,12 @@ __all__ = [
     "embed_tsne",
     "embed_pca",
     "domain_separation",
-    "plot_embedding",
+    "check_domain_labels",
     "DOMAIN_NAMES",
-    "DOMAIN_COLORS",
 ]
 
 LOSSES = ("bce", "mse")
 DOMAIN_NAMES = {0: "simulated", 1: "real"}
-DOMAIN_COLORS = {0: "tab:orange", 1: "tab:blue"}  # as in the original t-SNE figure
 
 
 # ---- codes ---------------------------------------------------------------------------------------
@@ -114,8 +112,12 @@ def _check_z(z, name: str = "z", min_rows: int = 1) -> np.ndarray:
     return check_matrix(z, name, min_rows=min_rows)
 
 
-def _check_labels(y, n: int, name: str = "y") -> np.ndarray:
-    """Binary labels ``(N,)`` with values 0 (sim) and 1 (real) as int64."""
+def check_domain_labels(y, n: int, name: str = "y") -> np.ndarray:
+    """Domain labels ``(n,)`` (also ``(n, 1)``) with values 0 (sim) and 1 (real) as int64.
+
+    Raises:
+        ValueError: naming `name`, if `y` is not 1-D, does not hold `n` labels or holds another value.
+    """
     arr = to_numpy(y, name)
     if arr.ndim != 1:
         arr = arr.reshape(-1) if arr.ndim == 2 and arr.shape[1] == 1 else arr
@@ -299,7 +301,7 @@ class LinearClassifier:
                 sim + real codes); by default one is fitted on `z`.
         """
         z = _check_z(z, "z", min_rows=2)
-        y = _check_labels(y, len(z))
+        y = check_domain_labels(y, len(z))
         if len(np.unique(y)) < 2:
             raise ValueError("y must contain both classes 0 (sim) and 1 (real)")
         if normalizer is not None:
@@ -383,7 +385,7 @@ class LinearClassifier:
     def score(self, z, y) -> float:
         """Accuracy on codes ``(N, D)`` and labels ``(N,)``."""
         z = _check_z(z, "z")
-        y = _check_labels(y, len(z))
+        y = check_domain_labels(y, len(z))
         return float((self.predict(z) == y).mean())
 
     @property
@@ -435,7 +437,7 @@ def train_linear_classifier(z, y, loss: str = "bce", test_size: float = 0.2, see
     from sklearn.model_selection import train_test_split
 
     z = _check_z(z, "z", min_rows=4)
-    y = _check_labels(y, len(z))
+    y = check_domain_labels(y, len(z))
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}")
     normalizer = normalizer if normalizer is not None else ZNormalizer().fit(z)
@@ -505,7 +507,7 @@ def domain_separation(z, y, cv: int = 5, seed: int = 0) -> dict:
     from .metrics.frechet import frechet_distance
 
     z = _check_z(z, "z", min_rows=4)
-    y = _check_labels(y, len(z))
+    y = check_domain_labels(y, len(z))
     counts = np.bincount(y, minlength=2)
     if counts.min() < max(2, cv):
         raise ValueError(f"each domain needs at least max(2, cv={cv}) codes, got {counts.tolist()} (sim, real)")
@@ -518,56 +520,3 @@ def domain_separation(z, y, cv: int = 5, seed: int = 0) -> dict:
         stats += [zk.mean(axis=0), np.atleast_2d(np.cov(zk, rowvar=False))]
     return {"probe_accuracy": float(acc.mean()), "probe_accuracy_std": float(acc.std()),
             "silhouette": float(silhouette_score(z, y)), "frechet": float(frechet_distance(*stats))}
-
-
-# Colours of overlaid point sets: none is a domain colour, so a placed code never reads as data.
-EXTRA_COLORS = ["tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "black"]
-
-
-def plot_embedding(emb, y, extra: dict | None = None, ax=None, title: str | None = None,
-                   names: dict | None = None, colors: dict | None = None, s: float = 8.0, alpha: float = 0.6):
-    """Scatter a 2-D embedding ``(N, 2)`` coloured by domain (real blue, simulated orange).
-
-    Args:
-        emb: ``(N, 2)`` points (e.g. from :func:`embed_tsne` or :func:`embed_pca`).
-        y: ``(N,)`` domain labels, 0 = sim, 1 = real.
-        extra: optional ``{label: (M, 2) points}`` overlaid with distinct markers, e.g. the
-            manipulated codes (embedded together with the others) or a path of interpolations.
-        names, colors: per-label legend names and colours.
-
-    Returns:
-        the matplotlib Figure.
-    """
-    emb = _check_z(emb, "emb")
-    if emb.shape[1] != 2:
-        raise ValueError(f"emb must be (N, 2), got shape {emb.shape}")
-    y = _check_labels(y, len(emb))
-    names = {**DOMAIN_NAMES, **(names or {})}
-    colors = {**DOMAIN_COLORS, **(colors or {})}
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-    else:
-        fig = ax.figure
-    for k in (1, 0):
-        pts = emb[y == k]
-        if len(pts):
-            ax.scatter(pts[:, 0], pts[:, 1], s=s, alpha=alpha, c=colors[k], label=f"{names[k]} ({len(pts)})")
-    markers = ["*", "^", "s", "P", "D", "X", "v"]
-    for i, (label, pts) in enumerate((extra or {}).items()):
-        pts = _check_z(pts, f"extra[{label!r}]")
-        if pts.shape[1] != 2:
-            raise ValueError(f"extra[{label!r}] must be (M, 2), got shape {pts.shape}")
-        ax.scatter(pts[:, 0], pts[:, 1], s=s * 12, marker=markers[i % len(markers)], edgecolors="k",
-                   linewidths=0.6, label=str(label), zorder=3, c=EXTRA_COLORS[i % len(EXTRA_COLORS)])
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_xlabel("dimension 1")
-    ax.set_ylabel("dimension 2")
-    if title:
-        ax.set_title(title)
-    if extra:   # many entries: the legend goes beside the axes, not over the data
-        ax.legend(fontsize=7, markerscale=1.2, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    else:
-        ax.legend(fontsize=8, markerscale=1.5, loc="best")
-    fig.tight_layout()
-    return fig

@@ -1,30 +1,34 @@
-"""Encoding data sets, anatomy along strips, manipulation sweeps and their metrics, widgets."""
+"""usdiff.experiments: reconstruction error, anatomy along strips, manipulation sweeps and their metrics,
+where codes land, what z_sem carries; and the codes of data sets they start from (usdiff.latent)."""
 import dataclasses
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 from zmodels import tiny_z_model
 
-from usdiff.analysis import (
+from usdiff.data import TISSUES
+from usdiff.experiments import (
+    DDIMSteps,
+    GoalSettings,
+    Knob,
     anatomy_table,
-    encode_dataset,
-    encode_images,
-    interpolation_widget,
+    fine_texture,
+    label_maps_at,
     manipulation_sweep,
-    manipulation_widget,
     nearest_domain,
-    plot_strip,
     reconstruction_error,
     strip_anatomy,
     sweep_metrics,
+    z_swap_ratio,
 )
-from usdiff.data import TISSUES
-from usdiff.latent import LinearClassifier, train_linear_classifier
+from usdiff.latent import encode_dataset, encode_images, train_linear_classifier
 from usdiff.metrics.c2st import wilson_interval
 from usdiff.model import DiffAE, get_config
-from usdiff.translate import interpolate, manipulate_z
+from usdiff.translate import manipulate, manipulate_z
 
 SIZE = 32
 AORTA = TISSUES["aorta"]
@@ -108,9 +112,12 @@ def test_encode_dataset_returns_codes_and_labels_in_order(model):
     np.testing.assert_array_equal(y_sub, y[[8, 0, 5]])
 
 
-@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"indices": []}])
-def test_encode_dataset_rejects_bad_arguments(model, bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad, message", [
+    ({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+    ({"indices": []}, r"nothing to encode: the dataset \(or the given indices\) is empty"),
+])
+def test_encode_dataset_rejects_bad_arguments(model, bad, message):
+    with pytest.raises(ValueError, match=message):
         encode_dataset(model, ListDataset(list(images(2)), [0, 1]), progress=False, **bad)
 
 
@@ -149,7 +156,7 @@ def test_strip_anatomy_counts_a_missing_aorta_as_nan():
     res = strip_anatomy(frames, {"source": label_map(30, 32, 5)})
     np.testing.assert_array_equal(res["aorta_count"], [1, 0])
     assert res["error_source"][0] < 1 and np.isnan(res["error_source"][1])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="a strip needs at least 2 frames, got 1"):
         strip_anatomy(frames[:1], {})
 
 
@@ -163,7 +170,7 @@ def test_anatomy_table_counts_and_locates_aortas():
     np.testing.assert_array_equal(table["extra_blobs"], [0, 1, 0])
     same = anatomy_table(frames, np.stack([lab] * 3))
     np.testing.assert_array_equal(same["aorta_count"], table["aorta_count"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"label_maps must be \(H, W\) or \(B=3, H, W\), got shape \(2, "):
         anatomy_table(frames, np.stack([lab] * 2))
 
 
@@ -172,8 +179,7 @@ def test_anatomy_table_counts_and_locates_aortas():
 def test_manipulation_sweep_decodes_the_moved_codes_with_the_images_own_x_T(model, classifiers):
     x = images(3, seed=5)
     alphas = [0.0, 0.5]
-    sweep = manipulation_sweep(model, x, classifiers, alphas, encode_steps=3, decode_steps=3, batch_size=2,
-                               progress=False)
+    sweep = manipulation_sweep(model, x, classifiers, alphas, DDIMSteps(3, 3), batch_size=2, progress=False)
     z = model.encode(x)
     x_T = model.encode_stochastic(x, z, steps=3)
     torch.testing.assert_close(sweep["x_T"], x_T)
@@ -188,12 +194,66 @@ def test_manipulation_sweep_decodes_the_moved_codes_with_the_images_own_x_T(mode
     assert not torch.allclose(sweep["z_manip"]["bce"][1], sweep["z_manip"]["mse"][1])
     assert (sweep["images"]["bce"][1] - sweep["images"]["mse"][1]).abs().mean() > 1e-3
     assert (sweep["images"]["bce"][1] - sweep["images"]["bce"][0]).abs().mean() > 1e-3
+    torch.testing.assert_close(sweep["z"], z)
+
+
+def test_manipulation_sweep_is_translate_manipulate_per_classifier(model, classifiers):
+    """The sweep runs the one manipulation protocol (usdiff.translate.manipulate), refinement included."""
+    x = images(2, seed=6)
+    ddim = DDIMSteps(3, 2, fixed_point_iters=1)
+    sweep = manipulation_sweep(model, x, classifiers, [0.0, -0.4, 0.8], ddim, batch_size=None, progress=False)
+    z = model.encode(x)
+    torch.testing.assert_close(sweep["x_T"], model.encode_stochastic(x, z, steps=3, fixed_point_iters=1))
+    for name, clf in classifiers.items():
+        ref = manipulate(model, x, clf, [0.0, -0.4, 0.8], encode_steps=3, decode_steps=2, fixed_point_iters=1,
+                         progress=False)
+        torch.testing.assert_close(sweep["images"][name], ref["images"])
+        torch.testing.assert_close(sweep["z_manip"][name], ref["z"])
+    with pytest.raises(ValueError, match="alphas must contain at least one value"):
+        manipulation_sweep(model, x, classifiers, [], progress=False)
+    with pytest.raises(ValueError, match="classifiers must name at least one fitted LinearClassifier"):
+        manipulation_sweep(model, x, {}, [0.5], progress=False)
+
+
+def test_settings_values_refuse_what_cannot_run():
+    assert DDIMSteps() == DDIMSteps(100, 100, 0)
+    with pytest.raises(ValueError, match="decode must be a positive int, got 0"):
+        DDIMSteps(10, 0)
+    with pytest.raises(ValueError, match="fixed_point_iters must be an int >= 0, got -1"):
+        DDIMSteps(fixed_point_iters=-1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DDIMSteps().encode = 3
+    knob = Knob("t0", np.array([0.2, 0.4]))
+    assert knob.values == (0.2, 0.4) and isinstance(knob.values, tuple)
+    with pytest.raises(ValueError, match="knob 't0' needs at least one value"):
+        Knob("t0", [])
+    with pytest.raises(ValueError, match="a knob needs a name"):
+        Knob("", [1.0])
+    assert GoalSettings(n=24).n_swap == 64
+    with pytest.raises(ValueError, match="n_swap must be a positive int, got 0"):
+        GoalSettings(n_swap=0)
+
+
+def test_label_maps_at_repeats_one_map_and_resizes_nearest():
+    lab = label_map(30, 32, 5)
+    out = label_maps_at(lab, 3, 32)
+    assert out.shape == (3, 32, 32) and np.array_equal(out[0], out[2])
+    assert set(np.unique(out)) == {TISSUES["liver"], AORTA}          # nearest resize: no blended labels
+    assert label_maps_at(np.stack([lab, lab * 0]), 2, 64).shape == (2, 64, 64)
+
+
+def test_measurements_load_neither_pyplot_nor_ipywidgets():
+    code = ("import sys, usdiff.latent, usdiff.translate, usdiff.experiments; "
+            "print(sorted(m for m in ('matplotlib.pyplot', 'ipywidgets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
 
 
 def test_sweep_metrics_realness_of_the_codes_grows_with_alpha(model, classifiers):
     x = torch.from_numpy(np.stack([fan_frame([(12, 16, 3)], size=SIZE)] * 3)[:, None]).float()
-    sweep = manipulation_sweep(model, x, {"bce": classifiers["bce"]}, [-0.5, 0.0, 0.5, 1.0], encode_steps=2,
-                               decode_steps=2, progress=False)
+    sweep = manipulation_sweep(model, x, {"bce": classifiers["bce"]}, [-0.5, 0.0, 0.5, 1.0], DDIMSteps(2, 2),
+                               progress=False)
     real_z = encode_images(model, images(10, seed=9))
     m = sweep_metrics(model, sweep, classifiers["bce"], label_map(12, 16, 3, size=SIZE), real_z=real_z)["bce"]
     assert set(m) >= {"p_code", "p_image", "fd_real", "aorta_count", "one_aorta", "aorta_found", "aorta_error_px"}
@@ -211,117 +271,7 @@ def test_sweep_metrics_realness_of_the_codes_grows_with_alpha(model, classifiers
     np.testing.assert_allclose(no_real["p_code"], m["p_code"])
 
 
-# ---- widgets ----------------------------------------------------------------------------------------
-
-def test_interpolation_widget_runs_the_chosen_pair_with_the_chosen_steps(model):
-    src = {"a": images(1, seed=1)[0], "b": images(1, seed=2)[0]}
-    dst = {"c": images(1, seed=3)[0]}
-    w = interpolation_widget(model, src, dst, n_steps=4, encode_steps=2, decode_steps=2)
-    assert w.state == {}  # nothing decoded before the button is pressed
-    w.controls["source"].value = "b"
-    w.controls["n_steps"].value = 3
-    seen = []
-    w.controls["run"].observe(lambda change: seen.append(change["new"]), names="disabled")
-    w.controls["run"].click()
-    assert seen == [True, False] and w.controls["run"].description == "interpolate"  # disabled while computing
-    assert w.state["images"].shape == (3, 1, SIZE, SIZE)
-    np.testing.assert_allclose(w.state["alphas"].numpy(), [0, 0.5, 1])
-    ref = interpolate(model, src["b"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)
-    torch.testing.assert_close(w.state["images"], ref["images"])
-
-
-def test_manipulation_widget_redraws_on_every_control(model, classifiers):
-    ims = {"one": images(1, seed=4)[0], "two": images(1, seed=6)[0]}
-    clfs = {"BCE": classifiers["bce"], "MSE": classifiers["mse"]}
-    w = manipulation_widget(model, ims, clfs, alpha=0.2, encode_steps=2, decode_steps=2)
-    assert w.state["image"] == "one" and w.state["classifier"] == "BCE" and w.state["alpha"] == pytest.approx(0.2)
-    p_low = w.state["p_real"]
-    w.controls["alpha"].value = 0.6
-    assert w.state["alpha"] == pytest.approx(0.6) and w.state["p_real"] > p_low
-    x = ims["one"][None]
-    z = model.encode(x)
-    x_T = model.encode_stochastic(x, z, steps=2)
-    z_new = manipulate_z(z, clfs["BCE"], 0.6)
-    torch.testing.assert_close(w.state["z"], z_new)
-    torch.testing.assert_close(w.state["manipulated"], model.decode(x_T, z_new, steps=2), atol=1e-5, rtol=1e-5)
-    assert (w.state["manipulated"] - w.state["recon"]).abs().mean() > 1e-3   # the slider changes the image
-    w.controls["classifier"].value = "MSE"
-    torch.testing.assert_close(w.state["z"], manipulate_z(z, clfs["MSE"], 0.6))
-    w.controls["image"].value = "two"
-    assert w.state["image"] == "two"
-    torch.testing.assert_close(w.state["recon"], model.decode(*reversed(_codes(model, ims["two"][None])), steps=2))
-    lazy = manipulation_widget(model, ims, clfs, draw=False)
-    assert lazy.state == {}
-    # the toggle's label sits beside it in its own Label (a toggle description floats above wrapped buttons)
-    row = w.children[0].children[1]
-    assert w.controls["classifier"].description == "" and row.children[0].value == "classifier"
-    assert row.children[1] is w.controls["classifier"]
-
-
-def test_manipulation_widget_decodes_each_view_once(model, classifiers, monkeypatch):
-    ims = {"one": images(1, seed=4)[0]}
-    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=0.6, encode_steps=2, decode_steps=2)
-    first = w.state["manipulated"]
-    calls = []
-    decode = model.decode
-    monkeypatch.setattr(model, "decode", lambda *a, **k: calls.append(1) or decode(*a, **k))
-    w.controls["alpha"].value = 0.2
-    assert len(calls) == 1                                    # a new alpha decodes
-    w.controls["alpha"].value = 0.6
-    assert len(calls) == 1                                    # going back does not
-    torch.testing.assert_close(w.state["manipulated"], first)
-    assert w.state["alpha"] == pytest.approx(0.6)
-
-
-def test_manipulation_widget_shows_change_twin_and_anatomy(model, classifiers):
-    ims = {"one": images(1, seed=4)[0]}
-    labels = {"one": label_map(12, 16, 3, size=SIZE)}
-    w = manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, alpha=0.0, encode_steps=2, decode_steps=2,
-                            twins={"one": images(1, seed=5)[0]}, label_maps=labels)
-    assert w.state["change"] == pytest.approx(0.0, abs=1e-6)          # alpha 0 decodes the reconstruction
-    assert isinstance(w.state["aorta_count"], int) and w.state["dice_aorta"] is None   # no critics given
-    w.controls["alpha"].value = 0.7
-    assert w.state["change"] == pytest.approx(float((w.state["manipulated"] - w.state["recon"]).abs().mean()))
-    assert w.state["change"] > 1e-3
-    with pytest.raises(ValueError, match=r"twins must have an entry for every image; missing: \['one'\]"):
-        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, twins={"two": images(1)[0]})
-    with pytest.raises(ValueError, match="label_maps must have an entry"):
-        manipulation_widget(model, ims, {"BCE": classifiers["bce"]}, label_maps={})
-
-
-def _codes(model, x):
-    z = model.encode(x)
-    return z, model.encode_stochastic(x, z, steps=2)
-
-
-def test_widgets_reject_empty_choices(model, classifiers):
-    with pytest.raises(ValueError):
-        interpolation_widget(model, {}, {"a": images(1)[0]})
-    with pytest.raises(ValueError):
-        manipulation_widget(model, {"a": images(1)[0]}, {})
-    assert isinstance(classifiers["bce"], LinearClassifier)
-
-
-def test_plot_strip_puts_the_inputs_above_the_ends():
-    import matplotlib.pyplot as plt
-
-    frames = torch.linspace(-1, 1, 4).reshape(4, 1, 1, 1).expand(4, 1, 8, 8)
-    a, b = torch.full((1, 8, 8), -1.0), torch.full((1, 8, 8), 1.0)
-    fig = plot_strip(frames, inputs=(a, b), titles=list("wxyz"), marks={1: "red"})
-    visible = [ax for ax in fig.axes if ax.axison]
-    assert len(fig.axes) == 8 and len(visible) == 6  # 4 frames + 2 inputs; the 2 middle top cells hidden
-    shown = [ax.images[0].get_array() for ax in fig.axes[4:]]
-    np.testing.assert_allclose([s.mean() for s in shown], [0, 1 / 3, 2 / 3, 1], atol=1e-6)  # [-1, 1] -> [0, 1]
-    assert fig.axes[0].images[0].get_array().max() == 0 and fig.axes[3].images[0].get_array().min() == 1
-    assert fig.axes[5].spines["left"].get_edgecolor()[:3] == (1.0, 0.0, 0.0)
-    assert [ax.get_title() for ax in fig.axes[4:]] == list("wxyz")
-    plt.close(fig)
-    fig = plot_strip(frames)
-    assert len(fig.axes) == 4
-    plt.close(fig)
-    with pytest.raises(ValueError):
-        plot_strip(frames, inputs=(a,))
-
+# ---- where codes land, what z_sem carries ---------------------------------------------------------
 
 def test_nearest_domain_places_codes_in_clusters_and_between_them():
     rng = np.random.default_rng(0)
@@ -333,17 +283,15 @@ def test_nearest_domain_places_codes_in_clusters_and_between_them():
     np.testing.assert_allclose(res["real_fraction"], [0.0, 1.0, res["real_fraction"][2]])
     assert res["off_data"][0] < 3 and res["off_data"][1] < 3 and res["off_data"][2] > 5
     np.testing.assert_allclose(res["nn_distance"][2], np.linalg.norm(z - query[2], axis=1).min())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"y_ref must hold one label 0 \(sim\) or 1 \(real\) per reference code"):
         nearest_domain(z, y[:-1], query)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"z_ref and z_query must be \(N, D\) and \(M, D\), got \(200, 8\) and \(3, 4\)"):
         nearest_domain(z, y, query[:, :4])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"k must be an int in \[1, 199\], got 0"):
         nearest_domain(z, y, query, k=0)
 
 
 def test_z_swap_ratio_is_zero_for_a_decoder_that_ignores_z_sem(model):
-    from usdiff.analysis import z_swap_ratio
-
     cfg, _ = get_config("tiny")
     torch.manual_seed(0)
     fresh = DiffAE.from_config(dataclasses.replace(cfg, image_size=SIZE)).eval()   # zero output layers
@@ -359,7 +307,6 @@ def test_the_shipped_checkpoint_decodes_with_z_sem():
     decoded image by only 2-7 % of the distance between the two images when their codes were swapped."""
     from pathlib import Path
 
-    from usdiff.analysis import z_swap_ratio
     from usdiff.data import assign_splits, item_seed, render_item
     from usdiff.train import load_model
 
@@ -372,8 +319,6 @@ def test_the_shipped_checkpoint_decodes_with_z_sem():
 
 
 def test_fine_texture_closed_forms_and_mask():
-    from usdiff.analysis import fine_texture
-
     flat = torch.full((1, 1, 8, 8), 0.3)
     assert fine_texture(flat)[0] == pytest.approx(0.0, abs=1e-7)
     yy, xx = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
