@@ -302,9 +302,16 @@ def test_image_folder_errors(tmp_path):
     (empty / "data.csv").write_text("1,2")
     with pytest.raises(ValueError, match=r"2 other files \(.csv, .txt\)"):
         USImageFolder(empty)
-    for bad in ("128", 4, True, 12.0, None):
+    for bad in ("128", 4, True, 12.0):
         with pytest.raises(ValueError, match="size must be an int >= 8"):
             USImageFolder(tmp_path, size=bad)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="n must be an int >= 1"):
+            USImageFolder(tmp_path, n=bad)
+    with pytest.raises(ValueError, match=r"value_range must be \(-1, 1\) or \(0, 1\)"):
+        USImageFolder(tmp_path, value_range=(0, 255))
+    with pytest.raises(FileNotFoundError, match="real_dir .*nowhere does not exist"):
+        USImageFolder(tmp_path / "nowhere", what="real_dir")
     for bad in ("fake", 2, True, None):
         with pytest.raises(ValueError, match="domain must be"):
             USImageFolder(tmp_path, domain=bad)
@@ -317,10 +324,15 @@ def test_corrupt_files_are_named(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"this is not a png at all")
     with pytest.raises(ValueError, match=r"bad\.png is not a readable image"):
         USImageFolder(tmp_path, size=8)
-    # truncated image: header valid, data cut off -> caught when loading at the latest
+    # truncated image: caught when the folder is listed
     buf = (tmp_path / "good.png").read_bytes()
     (tmp_path / "bad.png").write_bytes(buf[: len(buf) // 2])
-    folder = USImageFolder(tmp_path, size=8, validate=False)
+    with pytest.raises(ValueError, match=r"bad\.png is not a readable image"):
+        USImageFolder(tmp_path, size=8)
+    # a file that breaks after the listing: caught when it is read
+    _save(tmp_path / "bad.png", np.zeros((8, 8), np.uint8))
+    folder = USImageFolder(tmp_path, size=8)
+    (tmp_path / "bad.png").write_bytes(buf[: len(buf) // 2])
     with pytest.raises(ValueError, match=r"bad\.png is not a readable image"):
         folder[0]
     assert folder[1][0].shape == (1, 8, 8)
@@ -328,6 +340,7 @@ def test_corrupt_files_are_named(tmp_path):
 
 def test_unreadable_files_raise_permission_errors(tmp_path, monkeypatch):
     path = _save(tmp_path / "locked.png", np.zeros((8, 8), np.uint8))
+    listed = USImageFolder(tmp_path, size=8)
     os.chmod(path, 0)
     try:
         blocked = not os.access(path, os.R_OK)
@@ -344,13 +357,50 @@ def test_unreadable_files_raise_permission_errors(tmp_path, monkeypatch):
         with pytest.raises(PermissionError, match=r"cannot read image .*locked\.png"):
             USImageFolder(tmp_path, size=8)
         with pytest.raises(PermissionError, match=r"locked\.png"):
-            USImageFolder(tmp_path, size=8, validate=False)[0]
+            listed[0]
     finally:
         os.chmod(path, 0o644)
     # an unlistable folder
     monkeypatch.setattr(ds.os, "access", lambda p, mode: False)
     with pytest.raises(PermissionError, match="cannot be listed"):
         USImageFolder(tmp_path, size=8)
+
+
+def test_image_folder_reads_for_the_judges_and_keeps_sizes(tmp_path):
+    for i, shape in enumerate(((12, 12), (12, 12), (20, 16))):
+        _save(tmp_path / f"{i}.png", np.full(shape, 51 * i, np.uint8))
+    judged = USImageFolder(tmp_path, size=8, n=2, value_range=(0, 1))
+    assert len(judged) == 2 and [f.name for f in judged.files] == ["0.png", "1.png"]
+    x = judged.images()
+    assert x.shape == (2, 1, 8, 8) and x.dtype == torch.float32
+    assert torch.equal(x[1, 0], torch.full((8, 8), 51 / 255))
+    model = USImageFolder(tmp_path, size=8, n=2).images()
+    assert torch.equal(model, x * 2 - 1)
+    native = USImageFolder(tmp_path, size=None, n=2)
+    assert native.images().shape == (2, 1, 12, 12)
+    with pytest.raises(ValueError, match="different sizes"):
+        USImageFolder(tmp_path, size=None).images()
+
+
+def test_label_maps_are_read_and_resized_at_pixel_centres(tmp_path):
+    from PIL import Image
+
+    from usdiff.data.datasets import read_label_map, resize_label_maps
+
+    labels = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    Image.fromarray(labels, mode="L").save(tmp_path / "l.png")
+    assert np.array_equal(read_label_map(tmp_path / "l.png"), labels)
+    half = read_label_map(tmp_path / "l.png", 2)
+    assert half.tolist() == [[5, 7], [13, 15]]           # the label under each output pixel's centre
+    assert np.array_equal(resize_label_maps(labels[None], 2)[0], half)
+    assert np.array_equal(resize_label_maps(torch.from_numpy(labels), 8)[::2, ::2], labels)
+    assert resize_label_maps(labels, (2, 4)).shape == (2, 4)
+    assert resize_label_maps(labels, 4) is not labels and resize_label_maps(labels, 4).dtype == np.uint8
+    with pytest.raises(ValueError, match="labels in 0..255"):
+        resize_label_maps(np.full((4, 4), 300), 2)
+    (tmp_path / "x.png").write_text("no image")
+    with pytest.raises(ValueError, match=r"x\.png is not a readable label map"):
+        read_label_map(tmp_path / "x.png")
 
 
 def test_two_domain_dataset(tmp_path):

@@ -32,7 +32,7 @@ def test_shapes_dtypes_and_label_values(size):
     assert p.labels.shape == (size, size) and p.labels.dtype == np.uint8
     assert p.hu.shape == (size, size) and p.hu.dtype == np.float32
     assert set(np.unique(p.labels)) <= set(TISSUES.values())
-    assert p.size == size and p.pixel_mm == pytest.approx(FRAME_MM / size)
+    assert p.size == size and p.meta["pixel_mm"] == pytest.approx(FRAME_MM / size)
 
 
 def test_exactly_one_round_aorta_over_many_seeds():
@@ -41,6 +41,7 @@ def test_exactly_one_round_aorta_over_many_seeds():
             p = make_phantom(seed, size)
             mask = aorta_mask(p.labels)
             assert count_components(mask) == 1, f"seed {seed}, size {size}"
+            assert count_components(mask, min_area=int(mask.sum()) + 1) == 0
             # area close to pi r^2 and the recorded centre inside the lumen
             assert mask.sum() == pytest.approx(np.pi * p.aorta_radius ** 2, rel=0.3)
             cy, cx = (int(round(v)) for v in p.aorta_center)

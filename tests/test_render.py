@@ -11,7 +11,9 @@ from usdiff.data import (
     local_snr_map,
     make_phantom,
     render_real,
+    render_real_with_envelope,
     render_sim,
+    render_sim_with_envelope,
     shadow_mask,
     speckle_snr,
 )
@@ -28,7 +30,7 @@ def renders():
     out = []
     for seed in range(6):
         p = make_phantom(seed)
-        out.append((p, *render_sim(p, return_envelope=True), *render_real(p, seed, return_envelope=True)))
+        out.append((p, *render_sim_with_envelope(p), *render_real_with_envelope(p, seed)))
     return out
 
 
@@ -38,6 +40,19 @@ def test_renderers_are_deterministic_per_seed():
     a = render_real(p, 5)
     assert np.array_equal(a, render_real(p, 5))
     assert not np.array_equal(a, render_real(p, 6))
+
+
+def test_the_envelope_comes_from_its_own_function_and_the_old_flag_still_works():
+    p = make_phantom(2, 48)
+    image, envelope = render_real_with_envelope(p, 3)
+    assert np.array_equal(image, render_real(p, 3)) and envelope.shape == image.shape
+    sim, sim_env = render_sim_with_envelope(p)
+    assert np.array_equal(sim, render_sim(p)) and sim_env.shape == sim.shape
+    with pytest.warns(DeprecationWarning, match="render_real_with_envelope"):
+        old = render_real(p, 3, return_envelope=True)
+    assert np.array_equal(old[1], envelope)
+    with pytest.warns(DeprecationWarning, match="render_sim_with_envelope"):
+        assert np.array_equal(render_sim(p, return_envelope=True)[1], sim_env)
 
 
 @pytest.mark.parametrize("size", [48, 128])
@@ -121,10 +136,10 @@ def test_speckle_snr_is_rayleigh_for_real_and_far_from_it_for_sim(renders):
 def test_homogeneous_tissue_gives_the_rayleigh_envelope():
     labels = np.full((128, 128), LIVER, np.uint8)
     fan = ndimage.binary_erosion(fan_geometry(128).fan, iterations=3)
-    snr = [speckle_snr(render_real(labels, s, settings=QUIET, deform=False, return_envelope=True)[1], fan)
+    snr = [speckle_snr(render_real_with_envelope(labels, s, settings=QUIET, deform=False)[1], fan)
            for s in range(3)]
     assert np.mean(snr) == pytest.approx(RAYLEIGH_SNR, abs=0.1)
-    _, sim_env = render_sim(labels, return_envelope=True)
+    _, sim_env = render_sim_with_envelope(labels)
     assert speckle_snr(sim_env, fan) > 50
 
 

@@ -4,7 +4,16 @@ import torch
 from PIL import Image
 
 from usdiff.io import save_batch, save_png, to_uint8
-from usdiff.utils import check_matrix, from_model_range, get_device, to_model_range, unit_images
+from usdiff.utils import (
+    as_image_batch,
+    check_matrix,
+    from_model_range,
+    get_device,
+    settings_with,
+    to_model_range,
+    to_unit_range,
+    unit_images,
+)
 from usdiff.viz import show_grid, to_numpy_images
 
 
@@ -13,6 +22,49 @@ def test_model_range_round_trip_and_endpoints():
     assert torch.allclose(from_model_range(to_model_range(x)), x)
     assert to_model_range(torch.tensor([0.0, 0.5, 1.0])).tolist() == [-1.0, 0.0, 1.0]
     assert from_model_range(torch.tensor([-3.0, 3.0])).tolist() == [0.0, 1.0]
+
+
+def test_unit_range_of_any_range_for_tensors_and_arrays():
+    assert to_unit_range(torch.tensor([0.0, 127.5, 300.0]), (0.0, 255.0)).tolist() == [0.0, 0.5, 1.0]
+    out = to_unit_range(np.array([-2.0, 0.0, 1.0], np.float32), (-1.0, 1.0))
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.tolist() == [0.0, 0.5, 1.0]
+    assert from_model_range(np.array([-1.0, 1.0])).tolist() == [0.0, 1.0]
+
+
+def test_image_batches_are_coerced_or_refused_with_the_name():
+    x = as_image_batch(np.zeros((2, 4, 4), np.float64), "sim")
+    assert x.shape == (2, 1, 4, 4) and x.dtype == torch.float32
+    t = torch.zeros(3, 1, 4, 4)
+    assert as_image_batch(t) is t and as_image_batch(t, channels=(1, 3)).shape == (3, 1, 4, 4)
+    assert as_image_batch([[[[0.5]]]]).shape == (1, 1, 1, 1)
+    with pytest.raises(ValueError, match=r"sim must be an image batch \(B, 1, H, W\), got shape \(2, 3, 4, 4\)"):
+        as_image_batch(torch.zeros(2, 3, 4, 4), "sim")
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\), got shape \(4, 4\)"):
+        as_image_batch(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match="x needs at least 4 images, got 2"):
+        as_image_batch(torch.zeros(2, 1, 4, 4), "x", min_count=4)
+    assert len(as_image_batch(torch.zeros(0, 1, 4, 4), min_count=0)) == 0
+    with pytest.raises(ValueError, match=r"x must hold finite values in \[-1, 1\] \(the model range\)"):
+        as_image_batch(torch.full((1, 1, 2, 2), 1.5), "x", value_range=(-1.0, 1.0))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        as_image_batch(torch.full((1, 1, 2, 2), float("nan")), value_range=(0.0, 1.0))
+    assert as_image_batch(torch.full((1, 1, 2, 2), 1.0005), value_range=(-1.0, 1.0)).max() > 1   # round-off passes
+
+
+def test_settings_with_maps_older_keywords_onto_a_frozen_dataclass():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Knobs:
+        train_steps: int = 1
+        width: int = 2
+
+    base = Knobs()
+    assert settings_with(base, {}, "f") is base
+    with pytest.warns(DeprecationWarning, match=r"f\(steps=...\) is deprecated: pass Knobs\(train_steps=...\)"):
+        assert settings_with(base, {"steps": 5}, "f", {"steps": "train_steps"}) == Knobs(5, 2)
+    with pytest.raises(TypeError, match=r"f\(\) got unexpected keyword argument\(s\) 'depth'"):
+        settings_with(base, {"depth": 3}, "f")
 
 
 def test_get_device_defaults_to_cpu_without_cuda(monkeypatch):

@@ -1,4 +1,8 @@
-"""Reading and writing 8-bit grayscale PNGs for model tensors."""
+"""Folder jobs' input and output: 8-bit grayscale PNGs of model tensors, output names, the
+refusal to overwrite, and :class:`FolderOptions` (how a job reads and writes its images).
+
+Folders are read by the one folder reader, :class:`usdiff.data.USImageFolder`.
+"""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -8,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from .utils import to_unit_range
 
 
 def to_uint8(image, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -21,8 +27,7 @@ def to_uint8(image, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarra
         image = image[0]
     if image.ndim != 2:
         raise ValueError(f"image must be (H, W) or (1, H, W), got shape {image.shape}")
-    lo, hi = value_range
-    return np.round(np.clip((image - lo) / (hi - lo), 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.round(to_unit_range(image, value_range) * 255.0).astype(np.uint8)
 
 
 def save_png(image, path: str | Path, value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
@@ -103,8 +108,9 @@ def resize_note(files, size: int, fit: str) -> str | None:
 
 
 def open_image_folder(images_dir, size: int, fit: str = "pad", domain: str = "real"):
-    """The :class:`~usdiff.data.USImageFolder` of a folder job (listed and validated)."""
-    from .data import USImageFolder
+    """``USImageFolder(images_dir, domain=domain, size=size, fit=fit)``: the images of a folder job
+    (listed and validated, in [-1, 1]; see :class:`usdiff.data.USImageFolder`)."""
+    from .data.datasets import USImageFolder
 
     return USImageFolder(images_dir, domain=domain, size=size, fit=fit)
 

@@ -1,8 +1,15 @@
-"""Small helpers shared by every module: device choice, seeding, pixel ranges."""
+"""Small helpers shared by every module: device choice, seeding, pixel ranges, image batches.
+
+Pixel ranges: the model works in ``[-1, 1]`` (:func:`to_model_range`), the judges (critics,
+feature extractors, PNGs) in ``[0, 1]`` (:func:`from_model_range`, :func:`to_unit_range`).
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
+import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -10,10 +17,6 @@ import torch
 
 def exists(x) -> bool:
     return x is not None
-
-
-def default(x, fallback):
-    return x if x is not None else fallback
 
 
 def get_device(device: str | torch.device | None = None) -> torch.device:
@@ -46,19 +49,61 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def to_model_range(x: torch.Tensor) -> torch.Tensor:
-    """Map pixels from [0, 1] to the model range [-1, 1]."""
+def to_model_range(x):
+    """Map pixels from [0, 1] to the model range [-1, 1] (tensor or array; not clamped)."""
     return x * 2.0 - 1.0
 
 
-def from_model_range(x: torch.Tensor) -> torch.Tensor:
-    """Map model outputs from [-1, 1] back to [0, 1] (clamped)."""
-    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+def to_unit_range(x, value_range: tuple[float, float]):
+    """Map pixels from `value_range` ``(low, high)`` to [0, 1], clamped (tensor or array)."""
+    lo, hi = value_range
+    y = (x - lo) / (hi - lo)
+    return y.clamp(0.0, 1.0) if isinstance(y, torch.Tensor) else np.clip(y, 0.0, 1.0)
+
+
+def from_model_range(x):
+    """Map model outputs from [-1, 1] back to [0, 1], clamped (tensor or array)."""
+    return to_unit_range(x, (-1.0, 1.0))
 
 
 def is_fast() -> bool:
     """True when ``USDIFF_FAST=1``: notebooks and CLIs then use small sizes for a quick CPU run."""
     return os.environ.get("USDIFF_FAST", "0") == "1"
+
+
+def as_image_batch(images, name: str = "images", *, channels: tuple[int, ...] = (1,), min_count: int = 1,
+                   value_range: tuple[float, float] | None = None) -> torch.Tensor:
+    """Images (tensor, array or nested lists) as a float32 ``(B, C, H, W)`` tensor, ``C`` in `channels`.
+
+    A ``(B, H, W)`` batch gains the channel axis. Tensors keep their device (a float32 tensor is
+    returned as it is); anything else becomes a CPU tensor.
+
+    Args:
+        name: what the images are called in the error messages.
+        min_count: the fewest images the batch may hold.
+        value_range: if given, every value must be finite and lie in this range (a tolerance of
+            0.05 % of its width allows round-off).
+
+    Raises:
+        ValueError: naming `name`, if `images` is not a batch of that shape, holds fewer than
+            `min_count` images, or leaves `value_range`.
+    """
+    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images), dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in channels:
+        shapes = " or ".join(f"(B, {c}, H, W)" for c in channels)
+        raise ValueError(f"{name} must be an image batch {shapes}, got shape {tuple(x.shape)}")
+    if len(x) < min_count:
+        raise ValueError(f"{name} needs at least {min_count} images, got {len(x)}")
+    x = x.float()
+    if value_range is not None and len(x):
+        lo, hi = value_range
+        tol = 5e-4 * (hi - lo)
+        if not torch.isfinite(x).all() or x.min() < lo - tol or x.max() > hi + tol:
+            what = " (the model range)" if (lo, hi) == (-1.0, 1.0) else ""
+            raise ValueError(f"{name} must hold finite values in [{lo:g}, {hi:g}]{what}")
+    return x
 
 
 def unit_images(x, value_range: tuple[float, float], size: int, device: torch.device) -> torch.Tensor:
@@ -67,14 +112,9 @@ def unit_images(x, value_range: tuple[float, float], size: int, device: torch.de
     Values outside `value_range` are clamped; resizing is bilinear with antialiasing.
 
     Raises:
-        ValueError: if `x` is not a batch of 1- or 3-channel images.
+        ValueError: if `x` is not a batch of 1- or 3-channel images (:func:`as_image_batch`).
     """
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(x)
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"images must be (B, 1, H, W) or (B, 3, H, W), got shape {tuple(x.shape)}")
-    lo, hi = value_range
-    x = ((x.to(device, torch.float32) - lo) / (hi - lo)).clamp(0.0, 1.0)
+    x = to_unit_range(as_image_batch(x, channels=(1, 3), min_count=0).to(device), value_range)
     if x.shape[-2:] != (size, size):
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
                                             antialias=True)
@@ -120,3 +160,25 @@ def check_positive_ints(**values) -> None:
     for key, value in values.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{key} must be a positive int, got {value!r}")
+
+
+def settings_with(settings, legacy: Mapping, where: str, renamed: Mapping[str, str] | None = None):
+    """`settings` (a frozen dataclass) with the fields given as separate keyword arguments in
+    `legacy` (the form before the settings were grouped) replaced, with a DeprecationWarning that
+    shows the grouped form; `renamed` maps an old keyword to its field.
+
+    Raises:
+        TypeError: a keyword that names no field (as for any unexpected keyword argument of `where`).
+    """
+    if not legacy:
+        return settings
+    renamed = renamed or {}
+    fields = {renamed.get(k, k): v for k, v in legacy.items()}
+    known = {f.name for f in dataclasses.fields(settings)}
+    unknown = sorted(k for k, f in zip(legacy, fields) if f not in known)
+    if unknown:
+        raise TypeError(f"{where}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    grouped = ", ".join(f"{k}=..." for k in fields)
+    warnings.warn(f"{where}({', '.join(f'{k}=...' for k in legacy)}) is deprecated: pass "
+                  f"{type(settings).__name__}({grouped})", DeprecationWarning, stacklevel=3)
+    return dataclasses.replace(settings, **fields)

@@ -1,8 +1,14 @@
 """Datasets: the built-in paired data set and folders of your own ultrasound images.
 
 Every dataset yields ``(image, domain)``: ``image`` a float32 tensor ``(1, H, W)`` in ``[-1, 1]``
-and ``domain`` an int, ``SIM = 0`` or ``REAL = 1``. Problems with the data raise an error that
-names the path and what is wrong; no file is ever skipped silently.
+(or ``[0, 1]`` for a :class:`USImageFolder` read for the judges) and ``domain`` an int,
+``SIM = 0`` or ``REAL = 1``. Problems with the data raise an error that names the path and what
+is wrong; no file is ever skipped silently.
+
+One reader per kind of file: :class:`USImageFolder` lists, validates and reads a folder of images,
+:func:`read_image` one image, :func:`read_label_map` one label map; :func:`resize_label_maps`
+brings label maps to a size (nearest neighbour) and :func:`load_builtin_arrays` holds a split of the
+built-in data set in memory.
 """
 from __future__ import annotations
 
@@ -13,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from tqdm.auto import tqdm
 
+from ..utils import to_model_range
 from .generate import FOLDERS, SPLITS, load_manifest
 
 SIM, REAL = 0, 1
@@ -210,7 +218,49 @@ def load_image(path: str | Path, size: int, fit: str = "pad") -> torch.Tensor:
 
     Raises the errors of `read_image`.
     """
-    return read_image(path, size, fit) * 2.0 - 1.0
+    return to_model_range(read_image(path, size, fit))
+
+
+def read_label_map(path: str | Path, size: int | None = None) -> np.ndarray:
+    """Read one label map file as uint8 tissue labels ``(H, W)`` (``(size, size)`` with `size`,
+    resized by :func:`resize_label_maps`).
+
+    Raises:
+        ValueError: the file is missing or not an image PIL can decode (names the file).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            labels = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path} is not a readable label map ({type(err).__name__}: {err})") from None
+    return labels if size is None else resize_label_maps(labels, size)
+
+
+def resize_label_maps(labels, size: int | tuple[int, int]) -> np.ndarray:
+    """Label maps ``(H, W)`` or ``(N, H, W)`` (array or tensor) -> uint8 ``(size, size)`` /
+    ``(N, size, size)`` (`size` may also be ``(height, width)``), nearest neighbour: each output
+    pixel takes the label under its centre (PIL's ``NEAREST``). Maps already at that size are
+    returned as they are (as uint8).
+
+    Raises:
+        ValueError: `labels` is not 2-D or 3-D, or holds values outside 0..255.
+    """
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"label maps must be (H, W) or (N, H, W), got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"label maps must hold labels in 0..255, got {labels.min()}..{labels.max()}")
+    labels = labels.astype(np.uint8)
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else (int(size[0]), int(size[1]))
+    if labels.shape[-2:] == (h, w):
+        return labels
+    maps = labels[None] if labels.ndim == 2 else labels
+    out = np.stack([np.asarray(Image.fromarray(m).resize((w, h), Image.NEAREST)) for m in maps]) \
+        if len(maps) else np.zeros((0, h, w), np.uint8)
+    return out[0] if labels.ndim == 2 else out
 
 
 def verify_image(path: str | Path) -> None:
@@ -231,39 +281,62 @@ def verify_image(path: str | Path) -> None:
 # ---- datasets -----------------------------------------------------------------------------------
 
 class USImageFolder(torch.utils.data.Dataset):
-    """All images directly inside `root` (sorted by name), as one domain.
+    """All images directly inside `root` (sorted by name), as one domain: the one reader of a folder
+    of images, for training, folder jobs and the judges alike.
 
     Images are converted to grayscale, brought to ``(size, size)`` (``fit="pad"``: zero-padded to a
     square, then resized, which keeps a whole ultrasound fan; ``fit="crop"``: shorter side resized,
-    centre cropped) and scaled to ``[-1, 1]``. Files whose extension is not in `extensions`
-    and hidden files (names starting with ``.``) are not part of the data set; every listed file
-    is checked at construction (``validate=True``), so a corrupt or unreadable image fails early.
+    centre cropped; ``size=None`` keeps each file's size) and scaled to `value_range`: ``(-1, 1)``
+    (the model's range, the default) or ``(0, 1)`` (the judges'). Files whose extension is not in
+    `extensions` and hidden files (names starting with ``.``) are not part of the data set; `n`
+    keeps the first `n` files. Every listed file is checked at construction, so a corrupt or
+    unreadable image fails early; `what` names the folder in the error messages.
 
-    Items: ``(image (1, size, size) float32, domain int)``. Attributes ``files``, ``domain``.
+    Items: ``(image (1, size, size) float32, domain int)``; :meth:`images` stacks them all.
+    Attributes ``files``, ``domain``.
 
     Raises:
         FileNotFoundError: `root` does not exist. ValueError: `root` is a file, holds no image
-        with the listed extensions, an image is corrupt, or `size` / `domain` is invalid.
-        PermissionError: `root` or an image cannot be read.
+        with the listed extensions, an image is corrupt, or `size` / `domain` / `n` /
+        `value_range` is invalid. PermissionError: `root` or an image cannot be read.
     """
 
-    def __init__(self, root: str | Path, domain: str | int = "real", size: int = 128,
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS, validate: bool = True, fit: str = "pad"):
-        self.size = check_size(size)
+    def __init__(self, root: str | Path, domain: str | int = "real", size: int | None = 128, *,
+                 fit: str = "pad", n: int | None = None, value_range: tuple[float, float] = (-1.0, 1.0),
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, what: str = "image folder"):
+        self.size = None if size is None else check_size(size)
         self.fit = check_fit(fit)
         self.domain = check_domain(domain)
+        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+            raise ValueError(f"n must be an int >= 1 or None, got {n!r}")
+        if tuple(value_range) not in ((-1.0, 1.0), (0.0, 1.0)):
+            raise ValueError(f"value_range must be (-1, 1) or (0, 1), got {value_range!r}")
+        self.value_range = tuple(float(v) for v in value_range)
         self.extensions = _check_extensions(extensions)
-        self.root = _check_folder(root)
-        self.files = list_images(self.root, self.extensions)
-        if validate:
-            for path in self.files:
-                verify_image(path)
+        self.root = _check_folder(root, what)
+        self.files = list_images(self.root, self.extensions, what)[:n]
+        for path in self.files:
+            verify_image(path)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return load_image(self.files[index], self.size, self.fit), self.domain
+        unit = read_image(self.files[index], self.size, self.fit)
+        return (unit if self.value_range == (0.0, 1.0) else to_model_range(unit)), self.domain
+
+    def images(self) -> torch.Tensor:
+        """Every image as one tensor ``(N, 1, H, W)`` in `value_range`.
+
+        Raises:
+            ValueError: with ``size=None``, when the images differ in size.
+        """
+        if self.size is None:
+            shapes = sorted({image_shape(f) for f in self.files})
+            if len(shapes) > 1:
+                raise ValueError(f"images in {self.root} have different sizes {shapes[:4]}; pass size= "
+                                 "to bring them to one size")
+        return stack_images(self)
 
     @property
     def domains(self) -> np.ndarray:
@@ -283,14 +356,13 @@ class TwoDomainDataset(torch.utils.data.ConcatDataset):
     """
 
     def __init__(self, root: str | Path, size: int = 128, extensions: Sequence[str] = IMAGE_EXTENSIONS,
-                 validate: bool = True, fit: str = "pad"):
+                 fit: str = "pad"):
         size = check_size(size)
         self.root = _check_folder(root, "data folder")
         missing = [str(self.root / d) for d in DOMAINS if not (self.root / d).is_dir()]
         if missing:
             raise FileNotFoundError(f"{self.root} must hold the folders 'sim' and 'real'; missing: {', '.join(missing)}")
-        parts = [USImageFolder(self.root / name, domain=d, size=size, extensions=extensions, validate=validate,
-                               fit=fit)
+        parts = [USImageFolder(self.root / name, domain=d, size=size, extensions=extensions, fit=fit)
                  for name, d in DOMAINS.items()]
         super().__init__(parts)
         self.size = size
@@ -356,15 +428,7 @@ class BuiltinDataset(torch.utils.data.Dataset):
     def label_map(self, index: int) -> np.ndarray:
         """Tissue labels ``(size, size)`` uint8 of the phantom behind dataset index `index`."""
         item_id, _ = self._item(index)
-        path = self._path("labels", item_id)
-        try:
-            with Image.open(path) as img:
-                labels = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path} is not a readable label map ({err})") from None
-        if labels.shape != (self.size, self.size):
-            labels = np.asarray(Image.fromarray(labels).resize((self.size, self.size), Image.NEAREST))
-        return labels
+        return read_label_map(self._path("labels", item_id), self.size)
 
     def pair(self, index: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         """``(sim (1, size, size), real (1, size, size), labels (size, size) uint8)`` of one phantom."""
@@ -375,3 +439,40 @@ class BuiltinDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"BuiltinDataset({str(self.root)!r}, split={self.split!r}, domain={self.domain!r}, "
                 f"size={self.size}, n={len(self)})")
+
+
+# ---- in memory ----------------------------------------------------------------------------------
+
+def stack_images(dataset, indices: Sequence[int] | None = None) -> torch.Tensor:
+    """The images of a map-style dataset's items (``image`` or ``(image, ...)``) at `indices`
+    (default: all, in order) as one float32 tensor ``(N, C, H, W)``."""
+    indices = range(len(dataset)) if indices is None else indices
+    items = []
+    for i in indices:
+        item = dataset[int(i)]
+        items.append(torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item))
+    if not items:
+        raise ValueError("no items to stack: the dataset (or the selection of it) is empty")
+    return torch.stack(items).float()
+
+
+def load_builtin_arrays(root, split: str, size: int, domains=("sim", "real"), n: int | None = None,
+                        progress: bool = True) -> dict:
+    """The `split` of the built-in data set in memory: ``{"sim": (N,1,S,S), "real": ..., "labels": (N,S,S)}``.
+
+    Images are float32 tensors in [-1, 1] (read as :class:`BuiltinDataset` reads them), labels
+    uint8 label maps (:meth:`BuiltinDataset.label_map`); index ``k`` of every entry is the same
+    phantom; ``ids`` lists the item ids. `n` keeps the first `n` items of the split.
+    """
+    ds = {d: BuiltinDataset(root, split=split, domain=d, size=size) for d in domains}
+    first = ds[domains[0]]
+    count = len(first.ids) if n is None else min(int(n), len(first.ids))
+    out = {d: torch.empty((count, 1, size, size)) for d in domains}
+    labels = np.empty((count, size, size), np.uint8)
+    for i in tqdm(range(count), desc=f"load {split} {size}px", disable=not progress, leave=False):
+        for d in domains:
+            out[d][i] = ds[d][i][0]
+        labels[i] = first.label_map(i)
+    out["labels"] = torch.from_numpy(labels)
+    out["ids"] = list(first.ids[:count])
+    return out

@@ -136,10 +136,6 @@ class Phantom:
     vertebra_center: tuple[float, float]
     meta: dict = field(default_factory=dict)
 
-    @property
-    def pixel_mm(self) -> float:
-        return FRAME_MM / self.size
-
     @cached_property
     def hu(self) -> np.ndarray:
         """CT-like Hounsfield map ``(H, W)`` float32: tissue values plus mild smooth texture."""
@@ -162,9 +158,14 @@ def aorta_mask(labels: np.ndarray) -> np.ndarray:
     return np.asarray(labels) == AORTA
 
 
-def count_components(mask: np.ndarray) -> int:
-    """Number of 8-connected components of a 2-D boolean mask ``(H, W)``."""
-    return int(ndimage.label(mask, structure=np.ones((3, 3), bool))[1])
+def count_components(mask: np.ndarray, min_area: int = 1) -> int:
+    """Number of 8-connected components of a 2-D boolean mask ``(H, W)`` with at least `min_area`
+    pixels (the aorta count of a label map or of a segmentation is ``count_components(aorta_mask(labels))``)."""
+    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
+    if n == 0 or min_area <= 1:
+        return int(n)
+    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
+    return int((sizes >= min_area).sum())
 
 
 @lru_cache(maxsize=8)

@@ -184,15 +184,41 @@ def _auto_tgc_db(att_db: np.ndarray) -> np.ndarray:
 
 
 def render_sim(phantom: Phantom | np.ndarray, *, freq_mhz: float = 2.0, interface_gain: float = 10.0,
-               dynamic_range_db: float = 40.0, blur: float = 0.7, return_envelope: bool = False):
+               dynamic_range_db: float = 40.0, blur: float = 0.7, return_envelope: bool | None = None) -> np.ndarray:
     """Clean simulated B-mode image ``(H, W)`` float32 in [0, 1] of a phantom (or label map).
 
     Intensity ``I = (e + interface_gain * R) * T^2 * A / TGC`` with ``e`` the tissue's backscatter
     (its `echogenicity` is the grey level of unattenuated tissue), ``T^2`` the two-way interface
     transmission and ``A`` the two-way attenuation; displayed as
     ``1 + 10 log10(I) / dynamic_range_db`` after light smoothing (`blur`, in polar samples).
-    With ``return_envelope`` also returns the amplitude ``sqrt(I)`` ``(H, W)``.
+    :func:`render_sim_with_envelope` also returns the amplitude ``sqrt(I)``
+    (``return_envelope=True`` is its deprecated spelling).
     """
+    knobs = {"freq_mhz": freq_mhz, "interface_gain": interface_gain, "dynamic_range_db": dynamic_range_db,
+             "blur": blur}
+    if return_envelope is not None:
+        _deprecated_envelope("render_sim")
+        if return_envelope:
+            return render_sim_with_envelope(phantom, **knobs)
+    return _render_sim(phantom, envelope=False, **knobs)[0]
+
+
+def render_sim_with_envelope(phantom: Phantom | np.ndarray, *, freq_mhz: float = 2.0, interface_gain: float = 10.0,
+                             dynamic_range_db: float = 40.0, blur: float = 0.7) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_sim`'s image and the amplitude ``sqrt(I)`` ``(H, W)`` float32 (before log compression)."""
+    return _render_sim(phantom, envelope=True, freq_mhz=freq_mhz, interface_gain=interface_gain,
+                       dynamic_range_db=dynamic_range_db, blur=blur)
+
+
+def _deprecated_envelope(name: str) -> None:
+    import warnings
+
+    warnings.warn(f"{name}(..., return_envelope=...) is deprecated: {name}(...) returns the image, "
+                  f"{name}_with_envelope(...) the image and the envelope", DeprecationWarning, stacklevel=3)
+
+
+def _render_sim(phantom, *, envelope: bool, freq_mhz: float, interface_gain: float, dynamic_range_db: float,
+                blur: float) -> tuple[np.ndarray, np.ndarray | None]:
     labels = _check_phantom(phantom)
     geom = fan_geometry(labels.shape[0])
     lab = geom.sample(labels)
@@ -206,9 +232,7 @@ def render_sim(phantom: Phantom | np.ndarray, *, freq_mhz: float = 2.0, interfac
         grey = ndimage.gaussian_filter(grey, blur, mode="nearest")
     image = np.clip(geom.scan_convert(grey.astype(np.float32)), 0.0, 1.0)
     image[~geom.fan] = 0.0
-    if return_envelope:
-        return image, geom.scan_convert(np.sqrt(intensity).astype(np.float32))
-    return image
+    return image, (geom.scan_convert(np.sqrt(intensity).astype(np.float32)) if envelope else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -288,17 +312,50 @@ def _deformation(geom: FanGeometry, ops: OperatorSettings, rng: np.random.Genera
     return drow, dcol
 
 
-def render_real(phantom: Phantom | np.ndarray, seed: int, *, freq_mhz: float = 2.0,
-                settings: OperatorSettings | None = None, deform: bool = True,
-                specular_gain: float = 80.0, reverb: float = 0.15, axial_sigma_mm: float = 0.8,
-                smooth: float = 0.6, return_envelope: bool = False):
+@dataclass(frozen=True)
+class RealPhysics:
+    """The fixed physics of the real-like renderer (the same for every scan).
+
+    Args:
+        freq_mhz: transmit frequency (attenuation is ``alpha * f * depth``).
+        specular_gain: brightness of specular reflections at interfaces facing the beam.
+        reverb: amplitude ratio of successive reverberation echoes below shallow reflectors.
+        axial_sigma_mm: axial width of the point-spread function.
+        smooth: Gaussian display smoothing in pixels (0: none).
+    """
+
+    freq_mhz: float = 2.0
+    specular_gain: float = 80.0
+    reverb: float = 0.15
+    axial_sigma_mm: float = 0.8
+    smooth: float = 0.6
+
+
+def render_real(phantom: Phantom | np.ndarray, seed: int, *, settings: OperatorSettings | None = None,
+                deform: bool = True, physics: RealPhysics | None = None,
+                return_envelope: bool | None = None) -> np.ndarray:
     """Real-like B-mode image ``(H, W)`` float32 in [0, 1] of a phantom (or label map).
 
     `seed` draws the speckle, the operator `settings` (unless given) and the probe-pressure
-    deformation (``deform=False`` renders the undeformed anatomy). With ``return_envelope``
-    also returns the envelope ``(H, W)``: the magnitude of the scan-converted IQ signal after
-    TGC and before log compression, Rayleigh distributed in homogeneous tissue.
+    deformation (``deform=False`` renders the undeformed anatomy); `physics` holds the renderer's
+    fixed knobs (default :class:`RealPhysics`). :func:`render_real_with_envelope` also returns the
+    envelope (``return_envelope=True`` is its deprecated spelling).
     """
+    if return_envelope is not None:
+        _deprecated_envelope("render_real")
+        if return_envelope:
+            return render_real_with_envelope(phantom, seed, settings=settings, deform=deform, physics=physics)
+    return render_real_with_envelope(phantom, seed, settings=settings, deform=deform, physics=physics)[0]
+
+
+def render_real_with_envelope(phantom: Phantom | np.ndarray, seed: int, *, settings: OperatorSettings | None = None,
+                              deform: bool = True, physics: RealPhysics | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`render_real`'s image and its envelope ``(H, W)`` float32: the magnitude of the
+    scan-converted IQ signal after TGC and before log compression, Rayleigh distributed in
+    homogeneous tissue."""
+    physics = physics if physics is not None else RealPhysics()
+    freq_mhz, specular_gain, reverb = physics.freq_mhz, physics.specular_gain, physics.reverb
+    axial_sigma_mm, smooth = physics.axial_sigma_mm, physics.smooth
     labels = _check_phantom(phantom)
     size = labels.shape[0]
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x4EA1]))
@@ -360,9 +417,7 @@ def render_real(phantom: Phantom | np.ndarray, seed: int, *, freq_mhz: float = 2
     image[~geom.fan] = 0.0
     if smooth > 0:   # the scanner's display resampling, normalised inside the fan (no dark rim)
         image = ndimage.gaussian_filter(image, smooth, mode="constant") * _inverse_fan_weight(size, smooth)
-    if return_envelope:
-        return image, envelope.astype(np.float32)
-    return image
+    return image, envelope.astype(np.float32)
 
 
 def _axial_filter(x: np.ndarray, sigma: float) -> np.ndarray:
