@@ -116,14 +116,14 @@ def test_position_error_and_score_against_a_label_map():
     assert abs(err - math.hypot(2, 1)) < 1.0
     score = anatomy_score(img, lab, aorta_label=aorta, vessel_labels=[aorta, ivc])
     assert score["aorta_count"] == 1 and score["aorta_found"] and score["extra_blobs"] == 0
-    assert 0.6 < score["vessel_dice"] < 1.0
+    assert 0.6 < score["dice_vessels"] < 1.0
     # a second (hallucinated) aorta is an extra blob; no blob at all -> NaN error, not found
     two = anatomy_score(fake_us(disks=[(62, 65, 7), (95, 50, 6)], seed=3), lab, aorta_label=aorta,
                         vessel_labels=[aorta])
     assert two["aorta_count"] == 2 and two["extra_blobs"] == 1 and two["aorta_found"]
     none = anatomy_score(fake_us(seed=3), lab, aorta_label=aorta, vessel_labels=[aorta])
     assert none["aorta_count"] == 0 and not none["aorta_found"] and math.isnan(none["aorta_error_px"])
-    assert none["vessel_dice"] == 0.0
+    assert none["dice_vessels"] == 0.0
 
 
 def test_dice_closed_form_and_validation():
@@ -132,8 +132,13 @@ def test_dice_closed_form_and_validation():
     a[:2] = True  # 8 px
     b[1:3] = True  # 8 px, 4 shared
     assert dice(a, b) == 0.5 and dice(a, a) == 1.0 and dice(~a & ~a, np.zeros_like(a)) == 0.0
+    empty = np.zeros_like(a)
+    assert math.isnan(dice(empty, empty))                  # absent from both: nothing to overlap
+    np.testing.assert_array_equal(dice(np.stack([a, empty]), np.stack([b, empty])), [0.5, np.nan])
     with pytest.raises(ValueError, match="same shape"):
         dice(a, b[:2])
+    with pytest.raises(ValueError, match=r"\(H, W\) or \(N, H, W\)"):
+        dice(a[0], b[0])
     with pytest.raises(ValueError, match="image must be"):
         detect_dark_blobs(np.zeros((2, 3, 4, 5)))
     with pytest.raises(ValueError, match="label_map must have"):
@@ -157,7 +162,7 @@ def test_finds_the_single_aorta_in_simulated_phantoms(phantoms):
     assert all(s["aorta_found"] for s in scores)
     assert np.nanmax([s["aorta_error_px"] for s in scores]) < 2.0
     assert sum(s["extra_blobs"] for s in scores) == 0
-    assert np.mean([s["aorta_dice"] for s in scores]) > 0.7
+    assert np.mean([s["dice_aorta"] for s in scores]) > 0.7
     # the label-map default is TISSUES["aorta"]; the phantom records the painted aorta centre
     p = phantoms[0][0]
     cy, cx = aorta_centroid(p.labels)

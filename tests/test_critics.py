@@ -7,17 +7,20 @@ import torch
 from PIL import Image
 
 from usdiff.cli import main
-from usdiff.data import TISSUES, assign_splits, item_seed, render_item
-from usdiff.metrics.c2st import c2st, wilson_interval
-from usdiff.metrics.critic_training import augment, train_domain_critic, train_segmenter
-from usdiff.metrics.critics import (
-    anatomy_report,
-    count_components_2d,
-    critics_path,
-    dice_per_class,
-    load_critics,
+from usdiff.data import (
+    TISSUES,
+    assign_splits,
+    count_components,
+    item_seed,
+    render_item,
+    resize_label_maps,
 )
-from usdiff.metrics.frechet import fid_from_features
+from usdiff.data.augment import CRITIC_APPEARANCE, SPECKLE_APPEARANCE, augment_appearance
+from usdiff.metrics.anatomy import dice
+from usdiff.metrics.c2st import C2STTraining, c2st, wilson_interval
+from usdiff.metrics.critic_training import TrainSettings, train_domain_critic, train_segmenter
+from usdiff.metrics.critics import anatomy_report, critics_path, dice_per_class, load_critics
+from usdiff.metrics.frechet import fd_from_features
 from usdiff.metrics.judge import EVALUATE_KEYS, evaluate_images
 
 N_HELD_OUT = 48
@@ -37,8 +40,7 @@ def held_out():
     idx = [i for i, s in enumerate(splits) if s == "test"][:N_HELD_OUT]
     items = [render_item(item_seed(0, i), 128) for i in idx]
     sim, real, labels = (np.stack(a) for a in zip(*items))
-    lab64 = torch.nn.functional.interpolate(torch.from_numpy(labels).float()[:, None], size=(64, 64),
-                                            mode="nearest")[:, 0].numpy().astype(np.uint8)
+    lab64 = resize_label_maps(labels, 64)
     return {"sim": _down(sim, 64), "real": _down(real, 64), "labels": lab64,
             "sim128": _down(sim, 128), "real128": _down(real, 128), "labels128": labels}
 
@@ -58,6 +60,10 @@ def test_dice_per_class_matches_hand_computation():
     assert d[0, 2] == pytest.approx(2 * 2 / (2 + 4))
     assert d[0, 0] == pytest.approx(2 * 8 / (12 + 8))     # background: 12 predicted, 8 true, 8 shared
     assert np.isnan(d[0, 3])                              # absent from both: does not count
+    assert d[0, 1] == dice(pred[0] == 1, target[0] == 1)   # the one Dice, class by class
+    assert np.isnan(dice(np.zeros((4, 4)), np.zeros((4, 4))))
+    small = pred[:, ::2, ::2]                              # a smaller prediction is resized to the target
+    np.testing.assert_array_equal(dice_per_class(small, target), dice_per_class(resize_label_maps(small, 4), target))
 
 
 def test_anatomy_report_counts_aortas_and_averages_present_classes():
@@ -72,8 +78,8 @@ def test_anatomy_report_counts_aortas_and_averages_present_classes():
     assert rep["dice"]["aorta"] == pytest.approx((1.0 + 2 * 16 / (32 + 16)) / 2)
     assert set(rep["dice"]) == {"aorta"}                   # only classes that occur are averaged
     assert rep["dice_mean"] == rep["dice_aorta"]
-    assert count_components_2d(np.eye(5, dtype=bool)) == 1  # 8-connected: a diagonal is one component
-    assert count_components_2d(np.eye(5, dtype=bool), min_area=6) == 0
+    assert count_components(np.eye(5, dtype=bool)) == 1  # 8-connected: a diagonal is one component
+    assert count_components(np.eye(5, dtype=bool), min_area=6) == 0
 
 
 def test_wilson_interval_matches_closed_form():
@@ -96,10 +102,12 @@ def test_c2st_is_chance_on_one_domain_and_separates_sim_from_real(held_out):
 
 
 def test_c2st_rejects_bad_input():
-    with pytest.raises(ValueError, match="a must be images"):
-        c2st(torch.zeros(8, 16, 16), torch.zeros(8, 1, 16, 16))
+    with pytest.raises(ValueError, match=r"a must be an image batch \(B, 1, H, W\)"):
+        c2st(torch.zeros(8, 2, 16, 16), torch.zeros(8, 1, 16, 16))
     with pytest.raises(ValueError, match="at least 4 images"):
         c2st(torch.zeros(2, 1, 16, 16), torch.zeros(8, 1, 16, 16))
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        C2STTraining(epochs=0)
 
 
 # ---- shipped critics ---------------------------------------------------------------------------------
@@ -129,7 +137,7 @@ def test_fd_us_floor_is_far_below_the_gap(critics, held_out):
     f_real_a = critics.features(held_out["real"][:h])
     f_real_b = critics.features(held_out["real"][h:])
     f_sim = critics.features(held_out["sim"][:h])
-    floor, gap = fid_from_features(f_real_a, f_real_b), fid_from_features(f_sim, f_real_b)
+    floor, gap = fd_from_features(f_real_a, f_real_b), fd_from_features(f_sim, f_real_b)
     assert floor < 0.2 * gap, (floor, gap)
 
 
@@ -151,26 +159,40 @@ def test_load_critics_errors_name_the_file(tmp_path):
 
 def test_segmenter_training_reduces_its_loss_and_is_seeded(held_out):
     x, y = held_out["real"][:16] * 2 - 1, torch.from_numpy(held_out["labels"][:16])
-    model, log = train_segmenter(x, y, 64, steps=40, batch_size=8, width=8, seed=3, progress=False)
+    model, log = train_segmenter(x, y, 64, TrainSettings(train_steps=40, batch_size=8, width=8, seed=3),
+                                 progress=False)
     assert np.mean(log["loss"][-5:]) < 0.8 * np.mean(log["loss"][:5])
-    again, _ = train_segmenter(x, y, 64, steps=2, batch_size=8, width=8, seed=3, progress=False)
-    other, _ = train_segmenter(x, y, 64, steps=2, batch_size=8, width=8, seed=3, progress=False)
+    short = TrainSettings(train_steps=2, batch_size=8, width=8, seed=3)
+    again, _ = train_segmenter(x, y, 64, short, progress=False)
+    other, _ = train_segmenter(x, y, 64, short, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), other.state_dict().values()))
+    with pytest.warns(DeprecationWarning, match=r"TrainSettings\(train_steps=..., batch_size=..."):
+        legacy, _ = train_segmenter(x, y, 64, steps=2, batch_size=8, width=8, seed=3, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), legacy.state_dict().values()))
+    with pytest.raises(TypeError, match="unexpected keyword argument.*'stepz'"):
+        train_segmenter(x, y, 64, stepz=2)
     with pytest.raises(ValueError, match="labels must be"):
-        train_segmenter(x, y[:3], 64, steps=1, progress=False)
+        train_segmenter(x, y[:3], 64, TrainSettings(train_steps=1), progress=False)
+    with pytest.raises(ValueError, match="train_steps must be a positive int"):
+        TrainSettings(train_steps=0)
 
 
 def test_domain_critic_training_learns_the_domains(held_out):
     sim, real = held_out["sim"] * 2 - 1, held_out["real"] * 2 - 1
-    model, log = train_domain_critic(sim, real, 64, steps=60, batch_size=16, width=8, seed=0, progress=False)
+    model, log = train_domain_critic(sim, real, 64, TrainSettings(train_steps=60, batch_size=16, lr=2e-3, width=8),
+                                     progress=False)
     assert np.mean(log["loss"][-10:]) < 0.5 * np.mean(log["loss"][:5])
 
 
-def test_augment_changes_images_but_keeps_shape_and_range():
-    x = torch.rand(6, 1, 32, 32) * 2 - 1
-    y = augment(x, torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("appearance", [CRITIC_APPEARANCE, SPECKLE_APPEARANCE], ids=["critic", "speckle"])
+def test_augment_changes_images_but_keeps_shape_and_range(appearance):
+    x = torch.rand(6, 1, 40, 40) * 2 - 1
+    y = augment_appearance(x, torch.Generator().manual_seed(0), appearance)
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1 and not torch.allclose(x, y)
-    assert torch.equal(y, augment(x, torch.Generator().manual_seed(0)))
+    assert torch.equal(y, augment_appearance(x, torch.Generator().manual_seed(0), appearance))
+    assert not torch.equal(y, augment_appearance(x, torch.Generator().manual_seed(1), appearance))
+    with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
+        augment_appearance(torch.zeros(3, 2, 8, 8), torch.Generator(), appearance)
 
 
 # ---- evaluate ----------------------------------------------------------------------------------------

@@ -7,14 +7,16 @@ import scipy.linalg
 import torch
 from PIL import Image
 
+from usdiff.data import USImageFolder
 from usdiff.metrics import (
     GaussianStats,
+    PolynomialKernel,
     distance_report,
+    fd_from_features,
     fid_bias_curve,
     fid_from_features,
     frechet_distance,
     kid,
-    load_image_folder,
     report_table,
     take_images,
 )
@@ -83,13 +85,13 @@ def test_rank_deficient_covariances_are_exact_and_finite():
     d, n = 96, 40  # fewer samples than dimensions: both covariances have rank 39
     x = rng.standard_normal((n, d)) @ rng.standard_normal((d, d))
     y = 0.5 * rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + 1.0
-    fd = fid_from_features(x, y)
+    fd = fd_from_features(x, y)
     expected = (np.sum((x.mean(0) - y.mean(0)) ** 2) + np.trace(np.cov(x, rowvar=False))
                 + np.trace(np.cov(y, rowvar=False)) - 2 * nuclear_norm_reference(x, y))
     assert np.isfinite(fd) and fd > 0
     assert fd == pytest.approx(expected, rel=1e-9)
     # identical rank-deficient statistics: zero up to round-off, never negative
-    assert 0.0 <= fid_from_features(x, x) <= 1e-9 * np.trace(np.cov(x, rowvar=False))
+    assert 0.0 <= fd_from_features(x, x) <= 1e-9 * np.trace(np.cov(x, rowvar=False))
 
 
 def test_constant_feature_columns_do_not_break_it():
@@ -97,9 +99,9 @@ def test_constant_feature_columns_do_not_break_it():
     x, y = rng.standard_normal((200, 10)), rng.standard_normal((200, 10)) + 0.2
     x[:, :3] = 1.0  # zero-variance columns -> exactly singular covariance
     y[:, :3] = 1.0
-    fd = fid_from_features(x, y)
+    fd = fd_from_features(x, y)
     assert np.isfinite(fd) and fd >= 0
-    assert fd == pytest.approx(fid_from_features(x[:, 3:], y[:, 3:]), rel=1e-9)
+    assert fd == pytest.approx(fd_from_features(x[:, 3:], y[:, 3:]), rel=1e-9)
 
 
 def test_frechet_validation_names_the_argument():
@@ -111,9 +113,9 @@ def test_frechet_validation_names_the_argument():
     with pytest.raises(ValueError, match="sigma1 contains NaN"):
         frechet_distance(np.zeros(3), np.full((3, 3), np.nan), np.zeros(3), eye)
     with pytest.raises(ValueError, match="features1 needs at least 2"):
-        fid_from_features(np.ones((1, 3)), np.ones((5, 3)))
+        fd_from_features(np.ones((1, 3)), np.ones((5, 3)))
     with pytest.raises(ValueError, match="different widths"):
-        fid_from_features(np.ones((4, 3)), np.ones((5, 2)))
+        fd_from_features(np.ones((4, 3)), np.ones((5, 2)))
 
 
 # --- GaussianStats ----------------------------------------------------------------------------
@@ -129,11 +131,10 @@ def test_streaming_stats_equal_batch_statistics():
     np.testing.assert_allclose(stats.cov, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-12)
 
 
-def test_merge_and_save_load_roundtrip(tmp_path):
+def test_streamed_batches_and_save_load_roundtrip(tmp_path):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((100, 6))
-    a, b = GaussianStats.from_features(x[:30]), GaussianStats.from_features(x[30:])
-    merged = a.merge(b)
+    merged = GaussianStats.from_features(x[:30]).update(x[30:])
     np.testing.assert_allclose(merged.cov, np.cov(x, rowvar=False), rtol=1e-10)
     path = merged.save(tmp_path / "stats")
     assert path.suffix == ".npz"
@@ -189,6 +190,21 @@ def test_kid_equals_brute_force_formula():
         np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
+def test_kid_kernel_is_the_cubic_polynomial_by_default_and_can_be_chosen():
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((9, 4)), rng.standard_normal((11, 4))
+    np.testing.assert_allclose(PolynomialKernel()(x, y), (x @ y.T / 4 + 1.0) ** 3)
+    np.testing.assert_allclose(PolynomialKernel(degree=1, gamma=2.0, coef0=0.0)(x, y), 2.0 * x @ y.T)
+    linear = kid(x, y, num_subsets=3, subset_size=4, kernel=PolynomialKernel(degree=1))
+    assert linear != kid(x, y, num_subsets=3, subset_size=4)
+    with pytest.raises(ValueError, match="degree must be >= 1"):
+        PolynomialKernel(degree=0)
+
+
+def test_fid_from_features_is_the_older_name_of_fd_from_features():
+    assert fid_from_features is fd_from_features
+
+
 def test_kid_near_zero_for_same_distribution_and_positive_for_shift():
     rng = np.random.default_rng(7)
     x, y = rng.standard_normal((600, 32)), rng.standard_normal((600, 32))
@@ -220,7 +236,7 @@ def test_distance_report_on_features_is_json_ready():
     a, b = rng.standard_normal((300, 8)), rng.standard_normal((250, 8)) + 0.4
     report = distance_report(a, b, n=200, kid_subsets=10)
     assert report["n_real"] == 200 and report["n_fake"] == 200 and report["dim"] == 8
-    assert report["fd"] == pytest.approx(fid_from_features(a[:200], b[:200]))
+    assert report["fd"] == pytest.approx(fd_from_features(a[:200], b[:200]))
     assert report["kid_mean"] > 0 and report["kid_subset_size"] == 100   # half of n: subsets must differ
     json.dumps(report)
 
@@ -252,26 +268,31 @@ def write_pngs(folder, n, size=16, seed=0):
     return np.stack(arrays)
 
 
-def test_load_image_folder(tmp_path):
+def judged_folder(folder, **kw):
+    """A folder read the way the judges read it: [0, 1], each file at its own size unless `size`."""
+    return USImageFolder(folder, size=kw.pop("size", None), value_range=(0, 1), **kw).images()
+
+
+def test_image_folder_for_the_judges(tmp_path):
     arrays = write_pngs(tmp_path / "imgs", 5)
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
-    x = load_image_folder(tmp_path / "imgs")
+    x = judged_folder(tmp_path / "imgs")
     assert x.shape == (5, 1, 16, 16) and x.dtype.is_floating_point
     np.testing.assert_allclose(x[:, 0].numpy(), arrays / 255.0, atol=1e-7)
-    assert load_image_folder(tmp_path / "imgs", n=3).shape == (3, 1, 16, 16)
-    assert load_image_folder(tmp_path / "imgs", size=8).shape == (5, 1, 8, 8)
+    assert judged_folder(tmp_path / "imgs", n=3).shape == (3, 1, 16, 16)
+    assert judged_folder(tmp_path / "imgs", size=8).shape == (5, 1, 8, 8)
 
 
-def test_load_image_folder_errors(tmp_path):
+def test_image_folder_for_the_judges_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
-        load_image_folder(tmp_path / "missing")
+        judged_folder(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no images"):
-        load_image_folder(tmp_path / "empty")
+        judged_folder(tmp_path / "empty")
     write_pngs(tmp_path / "mixed", 2, size=16)
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "mixed" / "zzz.png")
     with pytest.raises(ValueError, match="different sizes"):
-        load_image_folder(tmp_path / "mixed")
+        judged_folder(tmp_path / "mixed")
 
 
 def test_take_images_maps_model_range_and_subsets():
@@ -296,17 +317,15 @@ def test_report_table_lists_every_row():
     assert f"{rows['shifted']['fd']:.3f}" in lines[3] and "50/50" in lines[3]
 
 
-def test_image_folder_shares_the_dataset_readers_errors(tmp_path):
-    from usdiff.metrics.evaluate import ImageFolderDataset
-
+def test_image_folder_names_the_argument_in_its_errors(tmp_path):
     write_pngs(tmp_path / "imgs", 1, size=16)
     with pytest.raises(ValueError, match="is a file, not a folder"):
-        ImageFolderDataset(tmp_path / "imgs" / "000.png", argname="real_dir")
+        USImageFolder(tmp_path / "imgs" / "000.png", what="real_dir")
     (tmp_path / "imgs" / "001.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="001.png is not a readable image"):
-        ImageFolderDataset(tmp_path / "imgs")[1]
+        USImageFolder(tmp_path / "imgs")
     with pytest.raises(ValueError, match="no images with extensions .* in fake_dir"):
-        ImageFolderDataset(_empty(tmp_path), argname="fake_dir")
+        USImageFolder(_empty(tmp_path), what="fake_dir")
 
 
 def _empty(tmp_path):

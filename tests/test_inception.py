@@ -10,6 +10,7 @@ from PIL import Image
 from torch import nn
 from torchvision.models.inception import InceptionA
 
+from usdiff.io import FolderOptions
 from usdiff.metrics import (
     FSD_NAME,
     InceptionFeatures,
@@ -174,12 +175,16 @@ def test_fid_folders_report(fid_kind_file, tmp_path, monkeypatch):
             Image.fromarray(arr, mode="L").save(tmp_path / name / f"{i}.png")
     with pytest.warns(UserWarning, match="only 3 images"):
         report = fid_folders(tmp_path / "real", tmp_path / "fake", weights=fid_kind_file[0], n=5,
-                             device="cpu", kid_subsets=4, progress=False)
+                             options=FolderOptions(batch_size=2, device="cpu"), kid_subsets=4, progress=False)
     assert report["metric"] == "FID" and report["layer"] == "pool2" and report["dim"] == 192
     assert report["n_real"] == report["n_fake"] == 3 and report["fd"] > 0
     json.dumps(report)
     with pytest.raises(FileNotFoundError, match="real_dir"):
         fid_folders(tmp_path / "absent", tmp_path / "fake", weights=fid_kind_file[0])
+    with pytest.warns(DeprecationWarning, match=r"FolderOptions\(device=..., fit=...\)"):   # the older keywords
+        again = fid_folders(tmp_path / "real", tmp_path / "fake", weights=fid_kind_file[0], n=3, device="cpu",
+                            fit="pad", kid_subsets=4, progress=False)
+    assert again["fd"] == report["fd"]
 
 
 class ToyDiffAE(nn.Module):
@@ -230,6 +235,6 @@ def test_diffae_samples_use_random_x_t_per_seed():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(ValueError, match="images must be"):
-            diffae_samples(model, torch.rand(6, 16, 16))
+            diffae_samples(model, torch.rand(6, 2, 16, 16))
         with pytest.raises(ValueError, match="prior must be"):
             diffae_samples(model, held_out, prior="uniform")

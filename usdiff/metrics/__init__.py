@@ -12,11 +12,18 @@ from .evaluate import (
     distance_report,
     fid_bias_curve,
     fid_folders,
-    load_image_folder,
     report_table,
     take_images,
 )
-from .frechet import GaussianStats, fid_from_features, frechet_distance, kid, trace_sqrt_product
+from .frechet import (
+    GaussianStats,
+    PolynomialKernel,
+    fd_from_features,
+    fid_from_features,
+    frechet_distance,
+    kid,
+    trace_sqrt_product,
+)
 from .inception import InceptionFeatures, extract_features, find_inception_weights
 from .semantic import FSD_NAME, SemanticFeatures
 
@@ -24,17 +31,18 @@ __all__ = [
     "FSD_NAME",
     "GaussianStats",
     "InceptionFeatures",
+    "PolynomialKernel",
     "SemanticFeatures",
     "diffae_samples",
     "distance_report",
     "extract_features",
+    "fd_from_features",
     "fid_bias_curve",
     "fid_folders",
     "fid_from_features",
     "find_inception_weights",
     "frechet_distance",
     "kid",
-    "load_image_folder",
     "report_table",
     "take_images",
     "trace_sqrt_product",

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..utils import to_unit_range
+
 __all__ = [
     "Blob",
     "DEFAULTS",
@@ -92,7 +94,7 @@ def _as_images(image, value_range=(0.0, 1.0)) -> tuple[np.ndarray, bool]:
     lo, hi = value_range
     if not hi > lo:
         raise ValueError(f"value_range must be (low, high) with high > low, got {value_range}")
-    return np.clip((arr - lo) / (hi - lo), 0.0, 1.0), batch
+    return to_unit_range(arr, (lo, hi)), batch
 
 
 def _as_label_map(label_map, shape) -> np.ndarray:
@@ -315,13 +317,24 @@ def aorta_position_error(image, label_map, aorta_label: int | None = None,
     return _nearest(detect_dark_blobs(imgs[0], **settings), true)[1]
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap ``2 |a & b| / (|a| + |b|)`` of two boolean masks (1.0 when both are empty)."""
+def dice(a, b):
+    """Dice overlap ``2 |a & b| / (|a| + |b|)`` of two boolean masks ``(H, W)``, or of each pair of a
+    batch ``(N, H, W)`` (then an ``(N,)`` array): the package's one Dice.
+
+    NaN where both masks are empty: the structure is absent from both, so there is nothing to
+    overlap, and a mean over the structures that occur (``np.nanmean``) skips it. A caller that
+    wants two empty masks to count as agreeing maps NaN to 1 itself.
+    """
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape:
         raise ValueError(f"masks must have the same shape, got {a.shape} and {b.shape}")
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2.0 * (a & b).sum() / total)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"masks must be (H, W) or (N, H, W), got shape {a.shape}")
+    inter = (a & b).sum(axis=(-2, -1))
+    total = a.sum(axis=(-2, -1)) + b.sum(axis=(-2, -1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(total > 0, 2.0 * inter / total, np.nan)
+    return float(out) if a.ndim == 2 else out
 
 
 def anatomy_score(image, label_map, aorta_label: int | None = None, vessel_labels=None,
@@ -341,9 +354,10 @@ def anatomy_score(image, label_map, aorta_label: int | None = None, vessel_label
         dict with ``aorta_count`` (round dark blobs), ``aorta_found`` (one lies within
         `tolerance` of the true aorta centre), ``aorta_error_px`` (distance to the nearest,
         NaN if none), ``extra_blobs`` (round blobs whose centre is on no vessel of the label
-        map: hallucinated aortas), ``aorta_dice`` (Dice of the blob nearest the aorta against
-        the aorta label, 0 if none) and ``vessel_dice`` (Dice of all enclosed anechoic
-        structures, :func:`dark_structure_mask`, against the vessel labels).
+        map: hallucinated aortas), ``dice_aorta`` (:func:`dice` of the blob nearest the aorta
+        against the aorta label, 0 if none) and ``dice_vessels`` (:func:`dice` of all enclosed
+        anechoic structures, :func:`dark_structure_mask`, against the vessel labels; NaN when
+        neither has any).
     """
     imgs, batch = _as_images(image, value_range)
     if batch:
@@ -366,15 +380,15 @@ def anatomy_score(image, label_map, aorta_label: int | None = None, vessel_label
     labels, _ = _candidates(img, p)
     blobs, _ = _detect_one(img, p)
     nearest, error = _nearest(blobs, true)
-    aorta_dice = 0.0
+    dice_aorta = 0.0
     if nearest is not None:
         blob_mask = labels == labels[int(round(nearest.cy)), int(round(nearest.cx))]
         if labels[int(round(nearest.cy)), int(round(nearest.cx))] == 0:  # centre off a concave blob
             blob_mask = np.zeros_like(aorta)
-        aorta_dice = dice(blob_mask, aorta)
+        dice_aorta = dice(blob_mask, aorta)   # the label map has an aorta here: never NaN
     # a blob "matches" a vessel when its centre lies on (or within 1 px of) a vessel pixel
     near_vessel = ndimage.binary_dilation(vessels) if vessels.any() else vessels
     extra = sum(1 for b in blobs if not near_vessel[int(round(b.cy)), int(round(b.cx))])
     vessel_mask = _detect_one(img, p, round_only=False)[1]
     return {"aorta_count": len(blobs), "aorta_found": bool(error <= tolerance), "aorta_error_px": error,
-            "extra_blobs": int(extra), "aorta_dice": aorta_dice, "vessel_dice": dice(vessel_mask, vessels)}
+            "extra_blobs": int(extra), "dice_aorta": dice_aorta, "dice_vessels": dice(vessel_mask, vessels)}

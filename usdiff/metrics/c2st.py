@@ -12,15 +12,16 @@ sets compared, so it can find *any* difference, not only the sim/real one it was
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..utils import unit_images
+from ..utils import as_image_batch, to_model_range, unit_images
 
-__all__ = ["c2st", "wilson_interval"]
+__all__ = ["c2st", "C2STTraining", "wilson_interval"]
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -49,31 +50,43 @@ class _SmallCNN(nn.Module):
 
 
 def _prepare(x, name: str, value_range, size) -> torch.Tensor:
-    x = torch.as_tensor(x)
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"{name} must be images (N, 1, H, W), got shape {tuple(x.shape)}")
-    if len(x) < 4:
-        raise ValueError(f"{name} needs at least 4 images (half to train, half to test), got {len(x)}")
+    x = as_image_batch(x, name, min_count=4)
     side = size or min(int(x.shape[-1]), 128)
-    return unit_images(x, value_range, side, torch.device("cpu")) * 2.0 - 1.0
+    return to_model_range(unit_images(x, value_range, side, torch.device("cpu")))
 
 
-def c2st(a, b, value_range: tuple[float, float] = (0.0, 1.0), size: int | None = None, epochs: int = 10,
-         min_steps: int = 300, batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class C2STTraining:
+    """How the fresh classifier of :func:`c2st` is trained: at least `epochs` passes and `min_steps`
+    steps (Adam, BCE) in batches of `batch_size` at learning rate `lr`; `width` channels in its
+    first layer."""
+
+    epochs: int = 10
+    min_steps: int = 300
+    batch_size: int = 64
+    lr: float = 2e-3
+    width: int = 16
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+
+
+def c2st(a, b, value_range: tuple[float, float] = (0.0, 1.0), size: int | None = None, *, seed: int = 0,
+         training: C2STTraining | None = None) -> dict:
     """Classifier two-sample test between image sets `a` and `b` ``(N, 1, H, W)`` in `value_range`.
 
     Both sets are cut to the same size ``m = min(len(a), len(b))`` (a random subset), shuffled
-    with `seed` and split in halves; a fresh 4-layer CNN is trained for `epochs` on the first
-    halves (Adam, BCE) for `epochs` passes or at least `min_steps` steps (small sets need more
-    passes), and tested on the second ones. Images are resized to `size` (default: their side, at
-    most 128).
+    with `seed` and split in halves; a fresh 4-layer CNN is trained on the first halves as
+    `training` says (default :class:`C2STTraining`: 10 passes, at least 300 steps, since small
+    sets need more passes), and tested on the second ones. Images are resized to `size`
+    (default: their side, at most 128).
 
     Returns:
         ``{"acc", "ci": (low, high) 95 % Wilson interval, "p_value": one-sided binomial test of
         acc > 1/2, "n_train", "n_test"}``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    t = training if training is not None else C2STTraining()
     a, b = _prepare(a, "a", value_range, size), _prepare(b, "b", value_range, size)
     if a.shape[-1] != b.shape[-1]:
         b = F.interpolate(b, size=a.shape[-2:], mode="bilinear", antialias=True, align_corners=False)
@@ -86,14 +99,14 @@ def c2st(a, b, value_range: tuple[float, float] = (0.0, 1.0), size: int | None =
     x_te, y_te = torch.cat([a[h:], b[h:]]), torch.cat([torch.zeros(m - h), torch.ones(m - h)])
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    model = _SmallCNN(width)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model = _SmallCNN(t.width)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     model.train()
-    per_epoch = math.ceil(len(x_tr) / batch_size)
-    for _ in range(max(epochs, math.ceil(min_steps / per_epoch))):
+    per_epoch = math.ceil(len(x_tr) / t.batch_size)
+    for _ in range(max(t.epochs, math.ceil(t.min_steps / per_epoch))):
         order = torch.randperm(len(x_tr), generator=g)
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
+        for i in range(0, len(order), t.batch_size):
+            idx = order[i:i + t.batch_size]
             loss = F.binary_cross_entropy_with_logits(model(x_tr[idx]), y_tr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,87 +1,62 @@
 """Training the critics of :mod:`usdiff.metrics.critics` (and any small segmentation network).
 
 ``scripts/train_critics.py`` calls :func:`train_domain_critic` and :func:`train_segmenter` on the
-built-in train split; the downstream study reuses :func:`train_segmenter`. Both are deterministic
-per seed on the CPU (same seed, same weights) and show a progress bar.
+built-in train split; the downstream study and the guided translation reuse :func:`train_segmenter`.
+Both take their budget and optimiser as one :class:`TrainSettings`, are deterministic per seed on
+the CPU (same seed, same weights) and show a progress bar. Appearance augmentation is
+:func:`usdiff.data.augment.augment_appearance` with :data:`~usdiff.data.augment.CRITIC_APPEARANCE`.
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..data.augment import CRITIC_APPEARANCE, augment_appearance
+from ..data.datasets import load_builtin_arrays, resize_label_maps
 from ..data.phantom import NUM_LABELS
+from ..utils import as_image_batch, check_positive_ints, settings_with
 from .critics import AnatomySegmenter, DomainCritic
 
-__all__ = ["load_builtin_arrays", "augment", "train_domain_critic", "train_segmenter", "TrainLog"]
+__all__ = ["TrainSettings", "CRITIC_TRAINING", "SEGMENTER_TRAINING", "load_builtin_arrays", "train_domain_critic",
+           "train_segmenter", "TrainLog"]
+
+# the keyword arguments of the training functions before they took a TrainSettings
+_LEGACY_NAMES = {"steps": "train_steps", "augment_images": "augment"}
 
 
-def load_builtin_arrays(root, split: str, size: int, domains=("sim", "real"), n: int | None = None,
-                        progress: bool = True) -> dict:
-    """The `split` of the built-in data set in memory: ``{"sim": (N,1,S,S), "real": ..., "labels": (N,S,S)}``.
+@dataclass(frozen=True)
+class TrainSettings:
+    """Budget and optimiser of one small network's training.
 
-    Images are float32 tensors in [-1, 1] (resized as :class:`usdiff.data.BuiltinDataset` does),
-    labels uint8 label maps (nearest resize); index ``k`` of every entry is the same phantom;
-    ``ids`` lists the item ids. `n` keeps the first `n` items of the split.
+    Args:
+        train_steps: optimiser steps (AdamW, warm-up then cosine decay).
+        batch_size: images per step (the domain critic: half sim, half real).
+        lr: peak learning rate.
+        width: channels of the network's first level.
+        seed: seed of the initial weights, the batches and the augmentation.
+        augment: random appearance changes of every batch (:data:`usdiff.data.augment.CRITIC_APPEARANCE`).
     """
-    from ..data import BuiltinDataset
 
-    ds = {d: BuiltinDataset(root, split=split, domain=d, size=size) for d in domains}
-    first = ds[domains[0]]
-    count = len(first.ids) if n is None else min(int(n), len(first.ids))
-    out = {d: torch.empty((count, 1, size, size)) for d in domains}
-    labels = np.empty((count, size, size), np.uint8)
-    for i in tqdm(range(count), desc=f"load {split} {size}px", disable=not progress, leave=False):
-        for d in domains:
-            out[d][i] = ds[d][i][0]
-        labels[i] = first.label_map(i)
-    out["labels"] = torch.from_numpy(labels)
-    out["ids"] = list(first.ids[:count])
-    return out
+    train_steps: int = 2000
+    batch_size: int = 32
+    lr: float = 3e-3
+    width: int = 16
+    seed: int = 0
+    augment: bool = True
+
+    def __post_init__(self):
+        check_positive_ints(train_steps=self.train_steps, batch_size=self.batch_size, width=self.width)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, shift: int = 4) -> torch.Tensor:
-    """Random appearance changes of images ``(B, 1, H, W)`` in [-1, 1] (per image):
-
-    gain x U(0.6, 1.4), gamma U(0.7, 1.4) (contrast), Gaussian blur (sigma U(0.3, 1.0)) on a
-    random third, additive Gaussian noise (std U(0, 0.03)), and a shift of up to `shift` px
-    (zero-filled). The critic must not separate domains by any one of these.
-    """
-    b = x.shape[0]
-
-    def u(lo, hi, *shape):
-        return lo + (hi - lo) * torch.rand((b, *shape), generator=generator)
-
-    y = (x + 1.0) / 2.0
-    y = (y.clamp(0, 1) ** u(0.7, 1.4, 1, 1, 1)) * u(0.6, 1.4, 1, 1, 1)
-    blur = torch.rand(b, generator=generator) < 1 / 3
-    if blur.any():
-        sigma = float(u(0.3, 1.0)[0])
-        radius = max(1, math.ceil(2 * sigma))
-        k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-        k = k / k.sum()
-        z = y[blur]
-        z = F.conv2d(F.pad(z, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-        z = F.conv2d(F.pad(z, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-        y = y.clone()
-        y[blur] = z
-    y = y + torch.randn(y.shape, generator=generator) * u(0.0, 0.03, 1, 1, 1)
-    if shift > 0:
-        dy, dx = (torch.randint(-shift, shift + 1, (2,), generator=generator)).tolist()
-        y = torch.roll(y, shifts=(dy, dx), dims=(2, 3))
-        if dy > 0:
-            y[:, :, :dy] = 0
-        elif dy < 0:
-            y[:, :, dy:] = 0
-        if dx > 0:
-            y[:, :, :, :dx] = 0
-        elif dx < 0:
-            y[:, :, :, dx:] = 0
-    return (y.clamp(0, 1) * 2.0 - 1.0)
+CRITIC_TRAINING = TrainSettings(train_steps=1500, batch_size=64, lr=2e-3)
+SEGMENTER_TRAINING = TrainSettings()
 
 
 class TrainLog(dict):
@@ -102,46 +77,38 @@ def _step(opt, loss: torch.Tensor, log: TrainLog) -> None:
     log["loss"].append(float(loss.detach()))
 
 
-def _check_train_args(steps, batch_size, lr):
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-
-
-def train_domain_critic(sim: torch.Tensor, real: torch.Tensor, size: int, steps: int = 1500,
-                        batch_size: int = 64, lr: float = 2e-3, width: int = 16, seed: int = 0,
-                        augment_images: bool = True, progress: bool = True) -> tuple[DomainCritic, TrainLog]:
+def train_domain_critic(sim: torch.Tensor, real: torch.Tensor, size: int,
+                        training: TrainSettings = CRITIC_TRAINING, *, progress: bool = True,
+                        **legacy) -> tuple[DomainCritic, TrainLog]:
     """Train a :class:`DomainCritic` on sim (label 0) vs real (label 1) images ``(N, 1, S, S)`` in [-1, 1].
 
-    Balanced batches (half sim, half real), AdamW with warm-up and cosine decay, BCE loss.
+    Balanced batches (half sim, half real), AdamW with warm-up and cosine decay, BCE loss; the
+    augmentation shifts by up to ``size / 16`` px. ``steps=``, ``batch_size=``, ``lr=``,
+    ``width=``, ``seed=`` and ``augment_images=`` are deprecated spellings of `training`'s fields.
     Returns the model (eval mode, CPU) and its training log.
     """
-    _check_train_args(steps, batch_size, lr)
-    for name, x in (("sim", sim), ("real", real)):
-        if x.ndim != 4 or x.shape[1] != 1 or len(x) < 1:
-            raise ValueError(f"{name} must be images (N, 1, H, W) with N >= 1, got shape {tuple(x.shape)}")
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = DomainCritic(size, width)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    half = max(1, batch_size // 2)
+    t = settings_with(training, legacy, "train_domain_critic", _LEGACY_NAMES)
+    sim, real = as_image_batch(sim, "sim"), as_image_batch(real, "real")
+    torch.manual_seed(t.seed)
+    g = torch.Generator().manual_seed(t.seed)
+    model = DomainCritic(size, t.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=1e-4)
+    half = max(1, t.batch_size // 2)
+    appearance = replace(CRITIC_APPEARANCE, shift=max(1, size // 16))
     log, t0 = TrainLog(loss=[]), time.perf_counter()
     model.train()
-    for step in tqdm(range(steps), desc=f"domain critic {size}px", disable=not progress, leave=False):
-        _cosine_lr(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
+    for step in tqdm(range(t.train_steps), desc=f"domain critic {size}px", disable=not progress, leave=False):
+        _cosine_lr(opt, step, t.train_steps, t.lr, warmup=min(100, t.train_steps // 10 + 1))
         i = torch.randint(len(sim), (half,), generator=g)
         j = torch.randint(len(real), (half,), generator=g)
         x = torch.cat([sim[i], real[j]])
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        if augment_images:
-            x = augment(x, g, shift=max(1, size // 16))
+        if t.augment:
+            x = augment_appearance(x, g, appearance)
         y = torch.cat([torch.zeros(half), torch.ones(half)])
         _step(opt, F.binary_cross_entropy_with_logits(model(x), y), log)
-    log["seconds"], log["steps"] = time.perf_counter() - t0, steps
+    log["seconds"], log["steps"] = time.perf_counter() - t0, t.train_steps
     return model.eval(), log
 
 
@@ -152,40 +119,42 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return (w / w.mean()).float()
 
 
-def train_segmenter(images: torch.Tensor, labels: torch.Tensor, size: int, steps: int = 2000,
-                    batch_size: int = 32, lr: float = 3e-3, width: int = 16, seed: int = 0,
-                    num_classes: int = NUM_LABELS, augment_images: bool = True,
-                    progress: bool = True, desc: str = "segmenter") -> tuple[AnatomySegmenter, TrainLog]:
+def train_segmenter(images: torch.Tensor, labels, size: int, training: TrainSettings = SEGMENTER_TRAINING, *,
+                    num_classes: int = NUM_LABELS, progress: bool = True, desc: str = "segmenter",
+                    **legacy) -> tuple[AnatomySegmenter, TrainLog]:
     """Train an :class:`AnatomySegmenter` on images ``(N, 1, S, S)`` in [-1, 1] and label maps ``(N, S, S)``.
 
     Loss: class-weighted cross-entropy (inverse sqrt frequency) + soft Dice over the classes;
     appearance augmentation (gain, gamma, blur, noise; no shift, which would move the labels).
+    Images and label maps of another side than `size` are resized to it (bilinear; labels by
+    :func:`usdiff.data.resize_label_maps`). ``steps=``, ``batch_size=``, ``lr=``, ``width=``,
+    ``seed=`` and ``augment_images=`` are deprecated spellings of `training`'s fields.
     Returns the model (eval mode, CPU) and its training log.
     """
-    _check_train_args(steps, batch_size, lr)
-    if images.ndim != 4 or images.shape[1] != 1 or len(images) < 1:
-        raise ValueError(f"images must be (N, 1, H, W) with N >= 1, got shape {tuple(images.shape)}")
+    t = settings_with(training, legacy, "train_segmenter", _LEGACY_NAMES)
+    images = as_image_batch(images, "images")
     labels = torch.as_tensor(labels)
     if labels.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"labels must be (N, H, W) matching images {tuple(images.shape)}, got {tuple(labels.shape)}")
     if int(labels.max()) >= num_classes:
         raise ValueError(f"labels hold class {int(labels.max())} but num_classes is {num_classes}")
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    model = AnatomySegmenter(size, width, num_classes)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    torch.manual_seed(t.seed)
+    g = torch.Generator().manual_seed(t.seed)
+    model = AnatomySegmenter(size, t.width, num_classes)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=1e-4)
     weights = _class_weights(labels, num_classes)
+    if labels.shape[-1] != size:
+        labels = torch.from_numpy(resize_label_maps(labels, size))
     log, t0 = TrainLog(loss=[]), time.perf_counter()
     model.train()
-    for step in tqdm(range(steps), desc=f"{desc} {size}px", disable=not progress, leave=False):
-        _cosine_lr(opt, step, steps, lr, warmup=min(100, steps // 10 + 1))
-        i = torch.randint(len(images), (batch_size,), generator=g)
+    for step in tqdm(range(t.train_steps), desc=f"{desc} {size}px", disable=not progress, leave=False):
+        _cosine_lr(opt, step, t.train_steps, t.lr, warmup=min(100, t.train_steps // 10 + 1))
+        i = torch.randint(len(images), (t.batch_size,), generator=g)
         x, y = images[i], labels[i].long()
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-            y = F.interpolate(y[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
-        if augment_images:
-            x = augment(x, g, shift=0)
+        if t.augment:
+            x = augment_appearance(x, g, CRITIC_APPEARANCE)
         logits = model(x)
         ce = F.cross_entropy(logits, y, weight=weights)
         prob = logits.softmax(1)
@@ -195,5 +164,5 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, size: int, steps
         present = onehot.sum((0, 2, 3)) > 0
         soft_dice = 1.0 - (2 * inter[present] + 1.0) / (denom[present] + 1.0)
         _step(opt, ce + soft_dice.mean(), log)
-    log["seconds"], log["steps"] = time.perf_counter() - t0, steps
+    log["seconds"], log["steps"] = time.perf_counter() - t0, t.train_steps
     return model.eval(), log

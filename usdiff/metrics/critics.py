@@ -32,8 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
-from ..utils import get_device, unit_images
+from ..data.datasets import resize_label_maps
+from ..data.phantom import LABEL_NAMES, NUM_LABELS, aorta_mask, count_components
+from ..utils import as_image_batch, get_device, to_model_range, unit_images
+from .anatomy import dice
 
 __all__ = [
     "CRITIC_SIZES",
@@ -46,7 +48,6 @@ __all__ = [
     "critics_path",
     "load_critics",
     "dice_per_class",
-    "count_components_2d",
     "anatomy_report",
 ]
 
@@ -65,7 +66,7 @@ def _block(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 
 def _to_input(x, value_range, size: int, device) -> torch.Tensor:
     """Images in `value_range` -> ``(B, 1, size, size)`` in [-1, 1] on `device`."""
-    return unit_images(x, value_range, size, device) * 2.0 - 1.0
+    return to_model_range(unit_images(x, value_range, size, device))
 
 
 class DomainCritic(nn.Module):
@@ -185,9 +186,7 @@ class Critics:
         return self
 
     def _batches(self, x, value_range, batch_size, size=None):
-        x = torch.as_tensor(x)
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(x.shape)}")
+        x = as_image_batch(x, "images", min_count=0)
         for i in range(0, len(x), batch_size):
             yield _to_input(x[i:i + batch_size], value_range, size or self.size, self.device)
 
@@ -335,36 +334,22 @@ def _label_batch(x, name: str) -> np.ndarray:
 
 
 def dice_per_class(pred, target, num_classes: int = NUM_LABELS) -> np.ndarray:
-    """Dice ``2|P ∩ G| / (|P| + |G|)`` of every class in every image, ``(N, num_classes)``.
+    """Dice of every class in every image, ``(N, num_classes)``: :func:`usdiff.metrics.anatomy.dice`
+    of the class's masks, NaN where a class is absent from both the prediction and the target (it
+    does not count in a mean over the classes that occur).
 
-    NaN where a class is absent from both the prediction and the target (it does not count).
-    Label maps of different sizes: `pred` is resized (nearest) to `target`'s size.
+    Label maps of different sizes: `pred` is resized (:func:`usdiff.data.resize_label_maps`) to
+    `target`'s size.
     """
     pred, target = _label_batch(pred, "pred"), _label_batch(target, "target")
     if len(pred) != len(target):
         raise ValueError(f"pred and target differ in number: {len(pred)} vs {len(target)}")
     if pred.shape[1:] != target.shape[1:]:
-        pred = F.interpolate(torch.from_numpy(pred)[:, None].float(), size=target.shape[1:],
-                             mode="nearest")[:, 0].long().numpy()
+        pred = resize_label_maps(pred, target.shape[1:]).astype(np.int64)
     out = np.full((len(pred), num_classes), np.nan)
     for c in range(num_classes):
-        p, g = pred == c, target == c
-        inter = (p & g).sum(axis=(1, 2))
-        total = p.sum(axis=(1, 2)) + g.sum(axis=(1, 2))
-        ok = total > 0
-        out[ok, c] = 2.0 * inter[ok] / total[ok]
+        out[:, c] = dice(pred == c, target == c)
     return out
-
-
-def count_components_2d(mask: np.ndarray, min_area: int = 1) -> int:
-    """Number of 8-connected components of a boolean ``(H, W)`` mask with at least `min_area` pixels."""
-    from scipy import ndimage
-
-    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3)))
-    if n == 0:
-        return 0
-    sizes = ndimage.sum_labels(np.ones_like(labels), labels, index=np.arange(1, n + 1))
-    return int((sizes >= min_area).sum())
 
 
 def anatomy_report(pred, label_maps, min_aorta_area: int | None = None) -> dict:
@@ -387,7 +372,7 @@ def anatomy_report(pred, label_maps, min_aorta_area: int | None = None) -> dict:
     dice = {LABEL_NAMES[c]: float(per_class[c]) for c in range(1, per_image.shape[1]) if np.isfinite(per_class[c])}
     side = pred.shape[-1]
     min_area = max(1, round((side / 64) ** 2 * 4)) if min_aorta_area is None else int(min_aorta_area)
-    counts = np.array([count_components_2d(p == AORTA, min_area) for p in pred])
+    counts = np.array([count_components(aorta_mask(p), min_area) for p in pred])
     return {"dice": dice, "dice_mean": float(np.mean(list(dice.values()))) if dice else float("nan"),
             "dice_aorta": dice.get("aorta", float("nan")), "aorta_count": counts,
             "one_aorta_rate": float(np.mean(counts == 1)) if len(counts) else float("nan"),

@@ -12,69 +12,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.datasets import IMAGE_EXTENSIONS, list_images, read_image
+from ..data.datasets import IMAGE_EXTENSIONS, USImageFolder, image_shape, list_images, stack_images
+from ..io import FolderOptions
 from ..model.diffae import check_prior
-from .frechet import check_features, fid_from_features, kid
+from ..utils import (
+    as_image_batch,
+    from_model_range,
+    settings_with,
+    to_model_range,
+    to_unit_range,
+    unit_images,
+)
+from .frechet import check_features, fd_from_features, kid
 from .inception import InceptionFeatures, extract_features
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "load_image_folder", "take_images", "distance_report",
-           "report_table", "fid_folders", "fid_bias_curve", "diffae_samples"]
-
-
-class ImageFolderDataset(torch.utils.data.Dataset):
-    """Grayscale images of a folder (sorted by name) as ``(1, H, W)`` float32 tensors in ``[0, 1]``.
-
-    Args:
-        directory: folder with PNG/JPEG/BMP/TIFF files (not recursive).
-        n: use only the first `n` files (default: all).
-        size: resize (shorter side, bilinear) and centre-crop every image to ``size x size``;
-            default: keep the size.
-
-    Raises:
-        FileNotFoundError: if `directory` is missing. ValueError: if it is a file or holds no
-        images, an image is corrupt, or `n` / `size` is not positive.
-    """
-
-    def __init__(self, directory: str | Path, n: int | None = None, size: int | None = None,
-                 argname: str = "directory", fit: str = "pad"):
-        if n is not None and n < 1:
-            raise ValueError(f"n must be >= 1 or None, got {n}")
-        if size is not None and size < 1:
-            raise ValueError(f"size must be >= 1 or None, got {size}")
-        self.directory = Path(directory)
-        self.files = list_images(directory, what=argname)[:n]
-        self.size = size
-        self.fit = fit
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return read_image(self.files[i], self.size, self.fit)
-
-
-def _check_uniform_size(dataset: ImageFolderDataset) -> None:
-    from ..data.datasets import image_shape
-
-    sizes = set()
-    for f in dataset.files:
-        sizes.add(image_shape(f))  # a file that is not an image: ValueError naming it
-        if len(sizes) > 1:
-            raise ValueError(f"images in {dataset.directory} have different sizes {sorted(sizes)}; pass size= "
-                             "to resize them to one size")
-
-
-def load_image_folder(directory: str | Path, n: int | None = None, size: int | None = None) -> torch.Tensor:
-    """Load the first `n` images (sorted by name) of a folder -> ``(N, 1, H, W)`` float32 in ``[0, 1]``.
-
-    Raises:
-        FileNotFoundError: if `directory` does not exist.
-        ValueError: if it is a file, contains no images, or images differ in size and `size` is None.
-    """
-    dataset = ImageFolderDataset(directory, n=n, size=size)
-    if size is None:
-        _check_uniform_size(dataset)
-    return torch.stack([dataset[i] for i in range(len(dataset))])
+__all__ = ["IMAGE_EXTENSIONS", "take_images", "distance_report", "report_table", "fid_folders", "fid_bias_curve",
+           "diffae_samples"]
 
 
 def take_images(dataset, n: int | None = None, seed: int | None = None,
@@ -96,15 +49,10 @@ def take_images(dataset, n: int | None = None, seed: int | None = None,
         indices = range(n)
     else:
         indices = np.sort(np.random.default_rng(seed).choice(total, n, replace=False)).tolist()
-    items = []
-    for i in indices:
-        item = dataset[i]
-        items.append(torch.as_tensor(item[0] if isinstance(item, (tuple, list)) else item))
-    lo, hi = value_range
-    return ((torch.stack(items).float() - lo) / (hi - lo)).clamp(0.0, 1.0)
+    return to_unit_range(stack_images(dataset, indices), value_range)
 
 
-def _features(x, extractor, n: int, batch_size: int, progress: bool, argname: str) -> np.ndarray:
+def _features(x, extractor, n: int, argname: str) -> np.ndarray:
     """Features of images (4-D tensor/array, Dataset, loader), or `x` itself if it is 2-D features."""
     if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 2:
         return check_features(x[:n], argname)
@@ -112,18 +60,18 @@ def _features(x, extractor, n: int, batch_size: int, progress: bool, argname: st
         raise ValueError(f"{argname} must be images (N, C, H, W) or features (N, D), got shape {tuple(x.shape)}")
     if extractor is None:
         raise ValueError(f"an extractor is needed to compute features of the {argname} images")
-    return check_features(extract_features(extractor, x, batch_size=batch_size, progress=progress, n=n),
-                          argname)
+    return check_features(extract_features(extractor, x, progress=False, n=n), argname)
 
 
 def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int = 100,
-                    kid_subset_size: int | None = None, batch_size: int = 50, progress: bool = False,
-                    seed: int = 0) -> dict:
+                    kid_subset_size: int | None = None, seed: int = 0) -> dict:
     """Fréchet distance and KID between two image sets in `extractor`'s feature space.
 
     Args:
         real, fake: images ``(N, 1, H, W)`` in the extractor's ``value_range``, Datasets, loaders,
-            or already computed features ``(N, D)`` (then `extractor` may be None).
+            or already computed features ``(N, D)`` (then `extractor` may be None). Images are
+            run through `extractor` in batches of 50 (:func:`extract_features` with its own batch
+            size and progress bar, then the features here, for other choices).
         extractor: :class:`InceptionFeatures` (FID) or :class:`SemanticFeatures` (FSD).
         n: use at most `n` images of each set (the study used 1,200).
         kid_subsets, kid_subset_size: KID subsets and their size (default: 1,000 when both sets
@@ -137,8 +85,8 @@ def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int 
     """
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
-    f_real = _features(real, extractor, n, batch_size, progress, "real")
-    f_fake = _features(fake, extractor, n, batch_size, progress, "fake")
+    f_real = _features(real, extractor, n, "real")
+    f_fake = _features(fake, extractor, n, "fake")
     if f_real.shape[1] != f_fake.shape[1]:
         raise ValueError(f"real and fake features differ in width: {f_real.shape[1]} vs {f_fake.shape[1]}")
     smaller = min(len(f_real), len(f_fake))
@@ -148,7 +96,7 @@ def distance_report(real, fake, extractor=None, n: int = 1200, kid_subsets: int 
     m = kid_subset_size if kid_subset_size < smaller else max(2, smaller // 2)
     return {
         "metric": getattr(extractor, "metric", "Fréchet distance"),
-        "fd": fid_from_features(f_real, f_fake),
+        "fd": fd_from_features(f_real, f_fake),
         "kid_mean": kid_mean,
         "kid_std": kid_std,
         "kid_subset_size": int(m),
@@ -174,15 +122,18 @@ def report_table(rows: dict[str, dict], kid_scale: float = 1e3) -> str:
 
 
 def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2",
-                weights: str | Path | None = None, n: int = 1200, device=None, batch_size: int = 50,
-                kid_subsets: int = 100, progress: bool = True, fit: str = "pad") -> dict:
+                weights: str | Path | None = None, n: int = 1200, *, kid_subsets: int = 100,
+                options: FolderOptions | None = None, progress: bool = True, **legacy) -> dict:
     """FID and KID between two image folders (the first `n` images of each, sorted by name).
 
     Uses :class:`InceptionFeatures` with local weights only; ``layer="pool2"`` (192-d) is the
     original study's protocol, ``"pool3"`` (2048-d) the standard FID.
 
     Images of any size and mode are read as grayscale and brought to the size of the first real
-    image (its longer side, square; `fit` ``"pad"`` or ``"crop"`` as everywhere in the CLI).
+    image (its longer side, square; ``options.fit`` ``"pad"`` or ``"crop"`` as everywhere in the
+    CLI). `options` (:class:`usdiff.io.FolderOptions`; default batches of 50) gives the feature
+    batch size, the fit and the device; ``device=``, ``fit=`` and ``batch_size=`` are its
+    deprecated spellings.
 
     Returns:
         :func:`distance_report`'s dict plus ``real``, ``fake``, ``layer`` and ``weights``.
@@ -191,20 +142,19 @@ def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2"
         FileNotFoundError: if a folder or the Inception weights are missing (with instructions).
         ValueError: if a folder has no images, or a file is not a readable image (names it).
     """
-    from ..data.datasets import image_shape
-
+    options = settings_with(options if options is not None else FolderOptions(batch_size=50), legacy,
+                            "fid_folders")
     side = max(image_shape(list_images(real_dir, what="real_dir")[0]))
-    real = ImageFolderDataset(real_dir, n=n, size=side, argname="real_dir", fit=fit)
-    fake = ImageFolderDataset(fake_dir, n=n, size=side, argname="fake_dir", fit=fit)
+    real = USImageFolder(real_dir, size=side, fit=options.fit, n=n, value_range=(0.0, 1.0), what="real_dir")
+    fake = USImageFolder(fake_dir, size=side, fit=options.fit, n=n, value_range=(0.0, 1.0), what="fake_dir")
     for ds in (real, fake):
-        for f in ds.files:
-            image_shape(f)  # a file that is not an image fails here, naming it
         if len(ds) < n:
-            warnings.warn(f"{ds.directory} has only {len(ds)} images (n={n} asked); FID is biased upwards "
+            warnings.warn(f"{ds.root} has only {len(ds)} images (n={n} asked); FID is biased upwards "
                           "for small sets, compare only scores computed with the same n.", stacklevel=2)
-    extractor = InceptionFeatures(layer=layer, weights=weights, device=device, value_range=(0.0, 1.0))
-    report = distance_report(real, fake, extractor, n=n, kid_subsets=kid_subsets, batch_size=batch_size,
-                             progress=progress)
+    extractor = InceptionFeatures(layer=layer, weights=weights, device=options.device, value_range=(0.0, 1.0))
+    f_real, f_fake = (extract_features(extractor, ds, batch_size=options.batch_size, progress=progress, n=n)
+                      for ds in (real, fake))
+    report = distance_report(f_real, f_fake, extractor, n=n, kid_subsets=kid_subsets)
     report.update(real=str(real_dir), fake=str(fake_dir), layer=layer, weights=extractor.weights_name)
     return report
 
@@ -248,7 +198,7 @@ def fid_bias_curve(features_a, features_b, ns: Sequence[int], repeats: int = 5, 
                 a, b = fa[perm[:k]], fa[perm[k:2 * k]]
             else:
                 a, b = fa[rng.choice(len(fa), k, replace=False)], fb[rng.choice(len(fb), k, replace=False)]
-            values[i, r] = fid_from_features(a, b)
+            values[i, r] = fd_from_features(a, b)
     fd_mean = values.mean(axis=1)
     if len(ns) >= 2:
         design = np.stack([np.ones(len(ns)), 1.0 / ns], axis=1)
@@ -277,30 +227,24 @@ def diffae_samples(model, images, steps: int = 20, batch_size: int = 32, seed: i
     """
     from tqdm.auto import tqdm
 
-    images = torch.as_tensor(images)
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must be (N, 1, H, W), got shape {tuple(images.shape)}")
+    images = as_image_batch(images, "images", min_count=0)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     check_prior(prior)
     size = int(model.config.image_size)
     device = next(model.parameters()).device
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    lo, hi = value_range
     out = []
     model.eval()
     bar = tqdm(total=len(images), desc="sample", unit="img", disable=not progress, leave=False)
     for i in range(0, len(images), batch_size):
-        x = ((images[i:i + batch_size].float() - lo) / (hi - lo)).clamp(0, 1).to(device)
-        if x.shape[-1] != size or x.shape[-2] != size:
-            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
-                                                antialias=True)
-        z = model.encode(x * 2.0 - 1.0)
+        x = unit_images(images[i:i + batch_size], value_range, size, device)
+        z = model.encode(to_model_range(x))
         if prior == "gaussian":   # N(0, I): any object with encode / decode / config will do
             x_t = torch.randn((len(x), 1, size, size), generator=generator).to(device)
         else:
             x_t = model.random_x_T(len(x), steps=steps, prior=prior, generator=generator).to(device)
-        out.append(((model.decode(x_t, z, steps=steps) + 1.0) / 2.0).clamp(0, 1).cpu())
+        out.append(from_model_range(model.decode(x_t, z, steps=steps)).cpu())
         bar.update(len(x))
     bar.close()
     return torch.cat(out)

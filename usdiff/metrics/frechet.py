@@ -4,7 +4,9 @@ The Fréchet (2-Wasserstein) distance between ``N(mu1, S1)`` and ``N(mu2, S2)`` 
 
     d^2 = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^{1/2}).
 
-FID is this distance on InceptionV3 features. Everything here runs in float64 with NumPy
+:func:`fd_from_features` fits the Gaussians to two feature (or code) matrices and returns this
+distance: FID when the features are InceptionV3's, FD-US for the ultrasound critics' features, FSD
+for DiffAE codes (``fid_from_features`` is its older name). Everything here runs in float64 with NumPy
 only (no SciPy at run time): ``tr((S1 S2)^{1/2})`` is the sum of the square roots of the
 eigenvalues of the symmetric positive semi-definite matrix ``L^T S2 L`` with ``S1 = L L^T``,
 which avoids the non-symmetric matrix square root (and its spurious imaginary parts).
@@ -12,13 +14,15 @@ which avoids the non-symmetric matrix square root (and its spurious imaginary pa
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..utils import as_float64, check_matrix
 
-__all__ = ["GaussianStats", "frechet_distance", "trace_sqrt_product", "fid_from_features", "kid"]
+__all__ = ["GaussianStats", "frechet_distance", "trace_sqrt_product", "fd_from_features", "fid_from_features",
+           "PolynomialKernel", "kid"]
 
 
 def check_features(features, name: str = "features", min_samples: int = 2) -> np.ndarray:
@@ -152,14 +156,6 @@ class GaussianStats:
         self._merge_moments(x.shape[0], mean_b, xc.T @ xc)
         return self
 
-    def merge(self, other: GaussianStats) -> GaussianStats:
-        """Fold the statistics of `other` (e.g. another worker's) into these; returns self."""
-        if not isinstance(other, GaussianStats):
-            raise TypeError(f"other must be a GaussianStats, got {type(other).__name__}")
-        if other.n:
-            self._merge_moments(other.n, other._mean, other._m2)
-        return self
-
     @property
     def mean(self) -> np.ndarray:
         """Mean ``(D,)``."""
@@ -214,8 +210,11 @@ class GaussianStats:
         return f"GaussianStats(n={self.n}, dim={self.dim})"
 
 
-def fid_from_features(features1, features2, eps: float = 1e-6) -> float:
+def fd_from_features(features1, features2, eps: float = 1e-6) -> float:
     """Fréchet distance between Gaussians fitted to two feature matrices ``(N1, D)``, ``(N2, D)``.
+
+    The features say which distance it is: InceptionV3's give FID, the critics' US features FD-US,
+    DiffAE codes ``z_sem`` FSD.
 
     Raises:
         ValueError: if either has fewer than 2 rows, NaN/inf, or their widths differ.
@@ -227,8 +226,25 @@ def fid_from_features(features1, features2, eps: float = 1e-6) -> float:
     return GaussianStats.from_features(f1).frechet_distance(GaussianStats.from_features(f2), eps=eps)
 
 
-def _polynomial_kernel(x, y, degree, gamma, coef0):
-    return (gamma * (x @ y.T) + coef0) ** degree
+fid_from_features = fd_from_features   # the older name (FID is the case of Inception features)
+
+
+@dataclass(frozen=True)
+class PolynomialKernel:
+    """``k(x, y) = (gamma x.y + coef0)^degree``; ``gamma=None`` is ``1 / D`` (torch-fidelity's KID kernel)."""
+
+    degree: int = 3
+    gamma: float | None = None
+    coef0: float = 1.0
+
+    def __post_init__(self):
+        if self.degree < 1:
+            raise ValueError(f"degree must be >= 1, got {self.degree}")
+
+    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The kernel matrix ``(N, M)`` of rows of `x` ``(N, D)`` and `y` ``(M, D)``."""
+        gamma = 1.0 / x.shape[1] if self.gamma is None else float(self.gamma)
+        return (gamma * (x @ y.T) + self.coef0) ** self.degree
 
 
 def _unbiased_mmd2(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> float:
@@ -238,13 +254,12 @@ def _unbiased_mmd2(k_xx: np.ndarray, k_yy: np.ndarray, k_xy: np.ndarray) -> floa
     return float((off_xx + off_yy) / (m * (m - 1)) - 2.0 * k_xy.sum() / (m * m))
 
 
-def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, degree: int = 3,
-        gamma: float | None = None, coef0: float = 1.0, seed: int = 0,
-        max_gram: int = 5000) -> tuple[float, float]:
+def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, *,
+        kernel: PolynomialKernel = PolynomialKernel(), seed: int = 0, max_gram: int = 5000) -> tuple[float, float]:
     """Kernel Inception Distance: unbiased MMD^2 with a polynomial kernel, averaged over subsets.
 
-    As in torch-fidelity / clean-fid: ``k(x, y) = (gamma x.y + coef0)^degree`` with
-    ``gamma = 1/D`` by default, `num_subsets` random subsets (without replacement) of size
+    As in torch-fidelity / clean-fid: `kernel` ``k(x, y) = (gamma x.y + coef0)^degree`` with
+    ``gamma = 1/D`` and degree 3 by default, `num_subsets` random subsets (without replacement) of size
     `subset_size` drawn from each side with ``np.random.RandomState(seed)``. A `subset_size` not
     below ``min(N1, N2)`` would draw the whole set every time (a spread of 0): it is then set to
     half the smaller set, with a warning.
@@ -268,9 +283,6 @@ def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, d
         raise ValueError(f"num_subsets must be >= 1, got {num_subsets}")
     if subset_size < 2:
         raise ValueError(f"subset_size must be >= 2, got {subset_size}")
-    if degree < 1:
-        raise ValueError(f"degree must be >= 1, got {degree}")
-    gamma = 1.0 / f1.shape[1] if gamma is None else float(gamma)
     n1, n2 = len(f1), len(f2)
     m = subset_size
     if subset_size >= min(n1, n2):
@@ -281,9 +293,7 @@ def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, d
     rng = np.random.RandomState(seed)
     full = n1 + n2 <= max_gram
     if full:
-        k11 = _polynomial_kernel(f1, f1, degree, gamma, coef0)
-        k22 = _polynomial_kernel(f2, f2, degree, gamma, coef0)
-        k12 = _polynomial_kernel(f1, f2, degree, gamma, coef0)
+        k11, k22, k12 = kernel(f1, f1), kernel(f2, f2), kernel(f1, f2)
     values = np.empty(num_subsets)
     for i in range(num_subsets):
         a = rng.choice(n1, m, replace=False)
@@ -292,8 +302,6 @@ def kid(features1, features2, num_subsets: int = 100, subset_size: int = 1000, d
             k_xx, k_yy, k_xy = k11[np.ix_(a, a)], k22[np.ix_(b, b)], k12[np.ix_(a, b)]
         else:
             x, y = f1[a], f2[b]
-            k_xx = _polynomial_kernel(x, x, degree, gamma, coef0)
-            k_yy = _polynomial_kernel(y, y, degree, gamma, coef0)
-            k_xy = _polynomial_kernel(x, y, degree, gamma, coef0)
+            k_xx, k_yy, k_xy = kernel(x, x), kernel(y, y), kernel(x, y)
         values[i] = _unbiased_mmd2(k_xx, k_yy, k_xy)
     return float(values.mean()), float(values.std())

@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.models.inception import Inception3, InceptionA, InceptionC, InceptionE
 from tqdm.auto import tqdm
 
-from ..utils import get_device, unit_images
+from ..utils import get_device, to_model_range, unit_images
 
 __all__ = ["InceptionFeatures", "extract_features", "find_inception_weights", "build_inception",
            "FID_WEIGHTS_NAME", "TORCHVISION_WEIGHTS_NAME", "FID_WEIGHTS_URL", "TORCHVISION_WEIGHTS_URL",
@@ -265,7 +265,7 @@ class InceptionFeatures(nn.Module):
         x = unit_images(x, self.value_range, INPUT_SIZE, self.device)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        return 2.0 * x - 1.0
+        return to_model_range(x)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

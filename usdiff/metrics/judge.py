@@ -19,16 +19,22 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
-from PIL import Image, UnidentifiedImageError
 
-from ..data.datasets import list_images, read_image
+from ..data.datasets import (
+    USImageFolder,
+    image_shape,
+    list_images,
+    load_builtin_arrays,
+    read_label_map,
+    resize_label_maps,
+)
+from ..utils import as_image_batch, from_model_range
 from .c2st import c2st
 from .critics import Critics, load_critics, nearest_critic_size
-from .frechet import fid_from_features, kid
+from .frechet import fd_from_features, kid
 
-__all__ = ["EVALUATE_KEYS", "evaluate_images", "builtin_reference", "evaluate_folders", "read_folder",
-           "read_label_maps", "judge_rows", "judge_table", "fd_us_folders"]
+__all__ = ["EVALUATE_KEYS", "evaluate_images", "builtin_reference", "evaluate_folders", "read_label_maps",
+           "resize_label_maps", "judge_rows", "judge_table", "fd_us_folders"]
 
 EVALUATE_KEYS = ("fd", "fd_floor", "fd_gap", "kid", "c2st_acc", "c2st_ci", "p_real_mean",
                  "dice_mean", "dice_aorta", "one_aorta_rate")
@@ -39,12 +45,10 @@ _DOMAIN = re.compile(r"^(sim|real)_")
 def builtin_reference(data_dir, size: int, n: int) -> dict:
     """Held-out reference sets of the built-in data set at `size` px, `n` images each, in [0, 1]:
     ``{"real_test", "real_val", "sim_test"}`` (for the FD floor and gap)."""
-    from .critic_training import load_builtin_arrays
-
     test = load_builtin_arrays(data_dir, "test", size, n=n, progress=False)
     val = load_builtin_arrays(data_dir, "val", size, domains=("real",), n=n, progress=False)
-    unit = lambda x: (x + 1.0) / 2.0  # noqa: E731
-    return {"real_test": unit(test["real"]), "real_val": unit(val["real"]), "sim_test": unit(test["sim"])}
+    return {"real_test": from_model_range(test["real"]), "real_val": from_model_range(val["real"]),
+            "sim_test": from_model_range(test["sim"])}
 
 
 def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict | None = None,
@@ -61,21 +65,18 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
     """
     if n < 4:
         raise ValueError(f"n must be >= 4, got {n}")
-    real, fake = torch.as_tensor(real), torch.as_tensor(fake)
-    for name, x in (("real", real), ("fake", fake)):
-        if x.ndim != 4 or x.shape[1] != 1 or len(x) < 4:
-            raise ValueError(f"{name} must be at least 4 images (N, 1, H, W), got shape {tuple(x.shape)}")
+    real, fake = as_image_batch(real, "real", min_count=4), as_image_batch(fake, "fake", min_count=4)
     m = min(n, len(real), len(fake))
     real_m, fake_m = real[:m], fake[:m]
     f_real = critics.features(real_m, value_range)
     f_fake = critics.features(fake_m, value_range)
     sub = min(1000, max(2, m // 2))
-    out: dict = {"fd": fid_from_features(f_fake, f_real)}
+    out: dict = {"fd": fd_from_features(f_fake, f_real)}
     if reference is not None:
         k = min(m, len(reference["real_val"]), len(reference["real_test"]), len(reference["sim_test"]))
         f_ref = critics.features(reference["real_val"][:k])
-        out["fd_floor"] = fid_from_features(critics.features(reference["real_test"][:k]), f_ref)
-        out["fd_gap"] = fid_from_features(critics.features(reference["sim_test"][:k]), f_ref)
+        out["fd_floor"] = fd_from_features(critics.features(reference["real_test"][:k]), f_ref)
+        out["fd_gap"] = fd_from_features(critics.features(reference["sim_test"][:k]), f_ref)
     out["kid"] = kid(f_fake, f_real, subset_size=sub, seed=seed)[0]
     test = c2st(fake_m, real_m, value_range=value_range, size=critics.size, seed=seed)
     out["c2st_acc"], out["c2st_ci"] = test["acc"], list(test["ci"])
@@ -89,20 +90,6 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
         out["one_aorta_rate"] = scores["one_aorta_rate"]
     out["n"] = m
     return out
-
-
-def resize_label_maps(labels: np.ndarray, size: int) -> np.ndarray:
-    """Label maps ``(N, H, W)`` -> ``(N, size, size)`` uint8 (nearest neighbour)."""
-    if labels.shape[-1] == size and labels.shape[-2] == size:
-        return labels.astype(np.uint8)
-    t = torch.from_numpy(labels.astype(np.float32))[:, None]
-    return torch.nn.functional.interpolate(t, size=(size, size), mode="nearest")[:, 0].numpy().astype(np.uint8)
-
-
-def read_folder(directory, size: int, n: int | None = None, what: str = "image folder") -> tuple[torch.Tensor, list[Path]]:
-    """The first `n` images of a folder (sorted by name) at ``size x size``, ``(N, 1, size, size)`` in [0, 1]."""
-    files = list_images(directory, what=what)[:n]
-    return torch.stack([read_image(f, size) for f in files]), files
 
 
 def read_label_maps(labels_dir, image_files, size: int) -> np.ndarray:
@@ -124,26 +111,19 @@ def read_label_maps(labels_dir, image_files, size: int) -> np.ndarray:
         if path is None:
             raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
                                     f"{candidates[0].name}); fake images must be named after their source image")
-        try:
-            with Image.open(path) as img:
-                lab = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as err:
-            raise ValueError(f"{path} is not a readable label map ({type(err).__name__})") from None
-        out.append(lab)
-    return np.stack([lab if lab.shape == (size, size)
-                     else np.asarray(Image.fromarray(lab).resize((size, size), Image.NEAREST)) for lab in out])
+        out.append(read_label_map(path, size))
+    return np.stack(out)
 
 
 def _critics_and_folders(real_dir, fake_dir, n, size, device):
     """The critics for the fake images' size (or `size`) and both folders read at that size."""
     fake_files = list_images(fake_dir, what="fake image folder")
     if size is None:
-        with Image.open(fake_files[0]) as im:
-            size = nearest_critic_size(min(im.size))
+        size = nearest_critic_size(min(image_shape(fake_files[0])))
     critics = load_critics(size, device=device)
-    fake, fake_files = read_folder(fake_dir, size, n, "fake image folder")
-    real, _ = read_folder(real_dir, size, n, "real image folder")
-    return critics, real, fake, fake_files
+    fake = USImageFolder(fake_dir, size=size, n=n, value_range=(0.0, 1.0), what="fake image folder")
+    real = USImageFolder(real_dir, size=size, n=n, value_range=(0.0, 1.0), what="real image folder")
+    return critics, real.images(), fake.images(), fake.files
 
 
 def evaluate_folders(real_dir, fake_dir, labels_dir=None, n: int = 1200, size: int | None = None,

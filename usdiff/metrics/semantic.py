@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..utils import unit_images
+from ..utils import to_model_range, unit_images
 
 __all__ = ["SemanticFeatures", "FSD_NAME"]
 
@@ -78,7 +78,7 @@ class SemanticFeatures(nn.Module):
         was_training = self.model.training
         self.model.eval()
         try:
-            z = self.model.encode(x * 2.0 - 1.0)
+            z = self.model.encode(to_model_range(x))
         finally:
             self.model.train(was_training)
         if self.dim is None:
