@@ -1,17 +1,21 @@
 """The downstream segmentation study: Dice and bootstrap intervals by hand, training, determinism, CLI JSON."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
 from usdiff.cli import main
+from usdiff.data.augment import SPECKLE_APPEARANCE, augment_appearance
 from usdiff.data.phantom import AORTA, LIVER
 from usdiff.downstream import (
+    STUDY_TRAINING,
+    TEST_TRAINING,
+    StudySettings,
     bootstrap_ci,
     downstream_study,
     image_scores,
-    speckle_augment,
     train_and_test,
 )
 
@@ -43,16 +47,25 @@ def test_image_scores_against_a_hand_computed_case():
     assert np.isnan(s["dice"][0, 2])   # a tissue in neither map does not count
 
 
-def test_speckle_augment_is_seeded_and_stays_in_range():
+def test_speckle_augmentation_is_seeded_and_stays_in_range():
     x = torch.rand(3, 1, 64, 64) * 2 - 1
-    a = speckle_augment(x, torch.Generator().manual_seed(0))
-    b = speckle_augment(x, torch.Generator().manual_seed(0))
-    c = speckle_augment(x, torch.Generator().manual_seed(1))
+    a = augment_appearance(x, torch.Generator().manual_seed(0), SPECKLE_APPEARANCE)
+    b = augment_appearance(x, torch.Generator().manual_seed(0), SPECKLE_APPEARANCE)
+    c = augment_appearance(x, torch.Generator().manual_seed(1), SPECKLE_APPEARANCE)
     torch.testing.assert_close(a, b)
     assert (a - c).abs().mean() > 1e-3 and (a - x).abs().mean() > 1e-3
     assert a.min() >= -1 and a.max() <= 1 and a.shape == x.shape
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
-        speckle_augment(torch.zeros(3, 64, 64), torch.Generator())
+        augment_appearance(torch.zeros(3, 3, 64, 64), torch.Generator(), SPECKLE_APPEARANCE)
+
+
+def test_study_settings_name_the_training_steps():
+    study = StudySettings(n_train=5, train_steps=7, seed=2, width=4)
+    assert study.training == replace(STUDY_TRAINING, train_steps=7, seed=2, width=4)
+    with pytest.warns(DeprecationWarning, match="train_steps"):
+        assert StudySettings(steps=7).train_steps == 7
+    with pytest.raises(ValueError, match="train_steps must be a positive int"):
+        StudySettings(train_steps=0)
 
 
 def blobs(n, seed):
@@ -70,9 +83,10 @@ def blobs(n, seed):
 def test_segmenter_training_lowers_its_loss_and_is_deterministic():
     x, y = blobs(24, 0)
     xt, yt = blobs(8, 1)
-    a = train_and_test(x, y, xt, yt, steps=100, batch_size=8, width=8, seed=0)
-    b = train_and_test(x, y, xt, yt, steps=100, batch_size=8, width=8, seed=0)
-    untrained = train_and_test(x, y, xt, yt, steps=1, batch_size=8, width=8, seed=0)
+    training = replace(TEST_TRAINING, train_steps=100, batch_size=8, width=8)
+    a = train_and_test(x, y, xt, yt, training)
+    b = train_and_test(x, y, xt, yt, training)
+    untrained = train_and_test(x, y, xt, yt, replace(training, train_steps=1))
     loss = a["log"]["loss"]
     assert np.mean(loss[-10:]) < 0.7 * np.mean(loss[:10])
     np.testing.assert_array_equal(a["pred"], b["pred"])
@@ -83,8 +97,8 @@ def test_segmenter_training_lowers_its_loss_and_is_deterministic():
 def test_downstream_study_reports_ratios_to_the_reference():
     x, y = blobs(16, 0)
     xt, yt = blobs(6, 1)
-    report = downstream_study({"noise": (torch.rand_like(x) * 2 - 1, y), "real": (x, y)}, xt, yt, steps=40,
-                              progress=False)
+    report = downstream_study({"noise": (torch.rand_like(x) * 2 - 1, y), "real": (x, y)}, xt, yt,
+                              replace(STUDY_TRAINING, train_steps=40), progress=False)
     assert report["real"]["ratio_to_real"] == 1.0
     assert report["noise"]["ratio_to_real"] == pytest.approx(report["noise"]["dice_mean"] / report["real"]["dice_mean"])
     assert report["noise"]["dice_mean"] < report["real"]["dice_mean"]

@@ -4,10 +4,11 @@ import torch
 from PIL import Image
 from zmodels import z_dependent
 
-from usdiff.io import open_image_folder, to_uint8
+from usdiff.data import USImageFolder
+from usdiff.io import FolderOptions, to_uint8
 from usdiff.model import get_config
 from usdiff.model.diffae import DiffAE
-from usdiff.pipelines import reconstruct_folder, sample_folder
+from usdiff.pipelines import SampleSource, Sampling, reconstruct_folder, sample_folder
 from usdiff.train import load_model, save_pretrained
 
 
@@ -57,9 +58,13 @@ def test_sample_folder_is_seeded_and_uses_random_x_T(ckpt, images, tmp_path):
     def load(path):
         return np.asarray(Image.open(path), dtype=float)
 
-    a = sample_folder(ckpt, tmp_path / "a", n=5, images_dir=images, steps=3, batch_size=2, seed=1, progress=False)
-    b = sample_folder(ckpt, tmp_path / "b", n=5, images_dir=images, steps=3, batch_size=2, seed=1, progress=False)
-    c = sample_folder(ckpt, tmp_path / "c", n=5, images_dir=images, steps=3, batch_size=2, seed=2, progress=False)
+    source, pairs = SampleSource(images_dir=images), FolderOptions(batch_size=2)
+    a = sample_folder(ckpt, tmp_path / "a", source, n=5, sampling=Sampling(steps=3, seed=1), options=pairs,
+                      progress=False)
+    b = sample_folder(ckpt, tmp_path / "b", source, n=5, sampling=Sampling(steps=3, seed=1), options=pairs,
+                      progress=False)
+    c = sample_folder(ckpt, tmp_path / "c", source, n=5, sampling=Sampling(steps=3, seed=2), options=pairs,
+                      progress=False)
     # named after the source image; cycling through the 3 images marks repeats with _r1
     assert [p.name for p in a] == ["a.png", "b.png", "c.png", "a_r1.png", "b_r1.png"]
     assert all(np.array_equal(load(x), load(y)) for x, y in zip(a, b))
@@ -69,7 +74,7 @@ def test_sample_folder_is_seeded_and_uses_random_x_T(ckpt, images, tmp_path):
     # each sample decodes its source's z_sem from model.random_x_T; the batch that starts at output k
     # (batches of 2 through the 3 sources: a b | c | a b) draws x_T from a generator seeded with seed + k
     model = load_model(ckpt)
-    dataset = open_image_folder(images, model.config.image_size)
+    dataset = USImageFolder(images, size=model.config.image_size)
     z = model.encode(torch.stack([dataset[i][0] for i in range(len(dataset))]))
     for start, sources in ((0, [0, 1]), (2, [2]), (3, [0, 1])):
         x_T = model.random_x_T(len(sources), steps=3, generator=torch.Generator().manual_seed(1 + start))
@@ -81,9 +86,16 @@ def test_sample_folder_is_seeded_and_uses_random_x_T(ckpt, images, tmp_path):
 
 def test_sample_folder_needs_exactly_one_source(ckpt, images, tmp_path):
     with pytest.raises(ValueError, match="exactly one of data_dir"):
-        sample_folder(ckpt, tmp_path / "o", n=2)
+        SampleSource()
+    with pytest.raises(ValueError, match="exactly one of data_dir"):
+        SampleSource(data_dir=images, images_dir=images)
+    with pytest.raises(ValueError, match="domain applies to the built-in data set"):
+        SampleSource(images_dir=images, domain="sim")
     with pytest.raises(ValueError, match="n must be >= 1"):
-        sample_folder(ckpt, tmp_path / "o", n=0, images_dir=images)
+        sample_folder(ckpt, tmp_path / "o", SampleSource(images_dir=images), n=0)
+    with pytest.raises(ValueError, match="keep_size does not apply"):
+        sample_folder(ckpt, tmp_path / "o", SampleSource(images_dir=images), n=1,
+                      options=FolderOptions(keep_size=True))
 
 
 def test_sample_folder_draws_one_domain_and_names_files_after_sources(ckpt, tmp_path):
@@ -92,10 +104,11 @@ def test_sample_folder_draws_one_domain_and_names_files_after_sources(ckpt, tmp_
     root = generate_dataset(tmp_path / "data", n=20, size=16, seed=0)
     test_ids = [it["id"] for it in __import__("json").loads((root / "manifest.json").read_text())["items"]
                 if it["split"] == "test"]
-    paths = sample_folder(ckpt, tmp_path / "sim", n=len(test_ids), data_dir=root, domain="sim", steps=2,
-                          progress=False)
+    paths = sample_folder(ckpt, tmp_path / "sim", SampleSource(data_dir=root, domain="sim"), n=len(test_ids),
+                          sampling=Sampling(steps=2), progress=False)
     assert [p.stem for p in paths] == test_ids
-    both = sample_folder(ckpt, tmp_path / "both", n=2 * len(test_ids), data_dir=root, steps=2, progress=False)
+    both = sample_folder(ckpt, tmp_path / "both", SampleSource(data_dir=root), n=2 * len(test_ids),
+                         sampling=Sampling(steps=2), progress=False)
     assert [p.stem for p in both] == [f"sim_{i}" for i in test_ids] + [f"real_{i}" for i in test_ids]
     with pytest.raises(ValueError, match="domain must be"):
-        sample_folder(ckpt, tmp_path / "x", n=1, data_dir=root, domain="ct", progress=False)
+        SampleSource(data_dir=root, domain="ct")

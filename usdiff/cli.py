@@ -57,21 +57,25 @@ def _train(args):
 
 
 def _reconstruct(args):
+    from .io import FolderOptions
     from .pipelines import reconstruct_folder
 
+    options = FolderOptions(batch_size=args.batch_size, fit=args.fit, keep_size=args.keep_size,
+                            overwrite=args.overwrite, device=args.device)
     paths = reconstruct_folder(args.ckpt, args.images, args.out, encode_steps=args.encode_steps,
-                               decode_steps=args.decode_steps, batch_size=args.batch_size, device=args.device,
-                               fixed_point_iters=args.fixed_point_iters, fit=args.fit, keep_size=args.keep_size,
-                               overwrite=args.overwrite)
+                               decode_steps=args.decode_steps, fixed_point_iters=args.fixed_point_iters,
+                               options=options)
     print(f"wrote {len(paths)} reconstructions to {args.out}")
 
 
 def _sample(args):
-    from .pipelines import sample_folder
+    from .io import FolderOptions
+    from .pipelines import SampleSource, Sampling, sample_folder
 
-    paths = sample_folder(args.ckpt, args.out, n=args.n, data_dir=args.data, images_dir=args.images,
-                          steps=args.steps, batch_size=args.batch_size, seed=args.seed, device=args.device,
-                          domain=args.domain, fit=args.fit, overwrite=args.overwrite, prior=args.prior)
+    source = SampleSource(data_dir=args.data, images_dir=args.images, domain=args.domain)
+    options = FolderOptions(batch_size=args.batch_size, fit=args.fit, overwrite=args.overwrite, device=args.device)
+    paths = sample_folder(args.ckpt, args.out, source, n=args.n,
+                          sampling=Sampling(steps=args.steps, seed=args.seed, prior=args.prior), options=options)
     print(f"wrote {len(paths)} samples to {args.out}")
 
 

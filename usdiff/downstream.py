@@ -6,7 +6,8 @@ images against their label maps:
 
 * ``sim``: simulated images + their labels (the lower bound: the domain gap);
 * ``sim+aug``: the same with ultrasound-like appearance augmentation (multiplicative speckle,
-  blur, gain, gamma, additive noise): what users would try first, without a generative model;
+  blur, gain, gamma, additive noise: :data:`usdiff.data.augment.SPECKLE_APPEARANCE`): what users
+  would try first, without a generative model;
 * one set per translation method: translated simulated images + the *simulated* labels;
 * ``real``: real-like images + labels (the upper bound; in practice the data one does not have).
 
@@ -19,61 +20,30 @@ with a bootstrap 95 % interval over the test images and the ratio to the ``real`
 """
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .data.augment import SPECKLE_APPEARANCE, augment_appearance
+from .data.datasets import load_builtin_arrays
 from .data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
-from .metrics.critic_training import load_builtin_arrays, train_segmenter
+from .metrics.critic_training import TrainSettings, train_segmenter
 from .metrics.critics import dice_per_class
 from .translate import METHODS, resolve_method, translate_batches
 from .translate.base import as_model
 from .translate.folder import DEFAULT_SIZE
 from .utils import check_positive_ints, get_device
 
-__all__ = ["speckle_augment", "bootstrap_ci", "image_scores", "train_and_test", "downstream_study",
-           "downstream_table", "REPORT_KEYS"]
+__all__ = ["TEST_TRAINING", "STUDY_TRAINING", "bootstrap_ci", "image_scores", "train_and_test", "downstream_study",
+           "downstream_table", "StudySettings", "run_downstream"]
 
-REPORT_KEYS = ("dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real", "dice", "n_train",
-               "seconds")
-
-
-def speckle_augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Ultrasound-like appearance changes of images ``(B, 1, H, W)`` in [-1, 1], drawn per image.
-
-    Multiplicative speckle: intensity times a unit-mean Rayleigh field (the envelope statistics of
-    fully developed speckle) low-passed to a grain of 1-2 px, mixed in at a random strength; then
-    Gaussian blur, gain U(0.7, 1.3), gamma U(0.7, 1.4) and additive noise (std up to 0.05).
-    """
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise ValueError(f"x must be (B, 1, H, W), got shape {tuple(x.shape)}")
-    b = len(x)
-
-    def u(lo, hi):
-        return lo + (hi - lo) * torch.rand((b, 1, 1, 1), generator=generator)
-
-    y = ((x + 1) / 2).clamp(0, 1)
-    # Rayleigh envelope: |complex Gaussian|, mean sqrt(pi / 2) sigma -> divided to unit mean
-    re, im = torch.randn(x.shape, generator=generator), torch.randn(x.shape, generator=generator)
-    rayleigh = torch.sqrt(re ** 2 + im ** 2) / math.sqrt(math.pi / 2)
-    rayleigh = F.avg_pool2d(F.pad(rayleigh, (1, 1, 1, 1), mode="replicate"), 3, stride=1) if x.shape[-1] > 32 else rayleigh
-    rayleigh = rayleigh / rayleigh.mean(dim=(2, 3), keepdim=True)
-    y = y * (1 + u(0.2, 0.8) * (rayleigh - 1))
-    sigma = float(u(0.3, 1.2)[0])
-    radius = max(1, math.ceil(2 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-    k = (k / k.sum()).to(y.dtype)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-    y = (y.clamp(0, 1) ** u(0.7, 1.4)) * u(0.7, 1.3)
-    y = y + torch.randn(y.shape, generator=generator) * u(0.0, 0.05)
-    return y.clamp(0, 1) * 2 - 1
+# the segmenters of the downstream test: no augmentation inside (a training set brings its own)
+TEST_TRAINING = TrainSettings(train_steps=600, batch_size=32, width=16, augment=False)
+STUDY_TRAINING = replace(TEST_TRAINING, width=8)     # about 4x cheaper than the critics' 16
 
 
 def bootstrap_ci(values, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
@@ -113,33 +83,33 @@ def _predict(model, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
     return torch.cat([model(images[i:i + batch_size]).argmax(1) for i in range(0, len(images), batch_size)]).numpy()
 
 
-def train_and_test(train_images, train_labels, test_images, test_labels, steps: int = 600, batch_size: int = 32,
-                   seed: int = 0, width: int = 16, progress: bool = False, desc: str = "segmenter") -> dict:
-    """Train one segmenter (no appearance augmentation inside: a training set brings its own) and test it.
+def train_and_test(train_images, train_labels, test_images, test_labels, training: TrainSettings = TEST_TRAINING,
+                   *, progress: bool = False, desc: str = "segmenter") -> dict:
+    """Train one segmenter with `training` (never with appearance augmentation inside: a training
+    set brings its own) and test it.
 
-    Returns ``{"scores": image_scores(...), "pred": (N, H, W), "log": TrainLog}``.
+    Returns ``{"scores": image_scores(...), "pred": (N, H, W), "log": TrainLog, "model": ...}``.
     """
     train_images, test_images = torch.as_tensor(train_images).float(), torch.as_tensor(test_images).float()
     if train_images.shape[-2:] != test_images.shape[-2:]:
         raise ValueError(f"train and test images differ in size: {tuple(train_images.shape[-2:])} vs "
                          f"{tuple(test_images.shape[-2:])}")
     size = train_images.shape[-1]
-    model, log = train_segmenter(train_images, torch.as_tensor(np.asarray(train_labels)), size, steps=steps,
-                                 batch_size=batch_size, width=width, seed=seed, augment_images=False,
-                                 progress=progress, desc=desc)
+    model, log = train_segmenter(train_images, torch.as_tensor(np.asarray(train_labels)), size,
+                                 replace(training, augment=False), progress=progress, desc=desc)
     pred = _predict(model, test_images)
     return {"scores": image_scores(pred, np.asarray(test_labels)), "pred": pred, "log": log, "model": model}
 
 
-def downstream_study(training_sets: Mapping[str, tuple], test_images, test_labels, steps: int = 600,
-                     batch_size: int = 32, seed: int = 0, width: int = 8, reference: str = "real", n_boot: int = 2000,
+def downstream_study(training_sets: Mapping[str, tuple], test_images, test_labels,
+                     training: TrainSettings = STUDY_TRAINING, *, reference: str = "real", n_boot: int = 2000,
                      progress: bool = True) -> dict:
-    """Train and test one segmenter per training set; a report per set.
+    """Train and test one segmenter per training set (each with `training`, the same seed); a report per set.
 
     Args:
         training_sets: name -> ``(images (N, 1, S, S) in [-1, 1], label maps (N, S, S))``.
         test_images, test_labels: the held-out real-like test set.
-        width: channels of the segmenter's first level (8: about 4x cheaper than the critics' 16).
+        training: the segmenters' budget (default :data:`STUDY_TRAINING`: 600 steps of 32, width 8).
         reference: the set whose mean Dice the others are divided by (``ratio_to_real``).
 
     Returns:
@@ -153,13 +123,13 @@ def downstream_study(training_sets: Mapping[str, tuple], test_images, test_label
             raise ValueError(f"training_sets[{name!r}] must be a non-empty (images, labels) pair of equal length")
     out = {}
     for name, (images, labels) in tqdm(list(training_sets.items()), desc="downstream", disable=not progress):
-        res = train_and_test(images, labels, test_images, test_labels, steps=steps, batch_size=batch_size, seed=seed,
-                             width=width, desc=f"train on {name}", progress=progress)
+        res = train_and_test(images, labels, test_images, test_labels, training, desc=f"train on {name}",
+                             progress=progress)
         s = res["scores"]
         per_class = _nanmean(s["dice"], axis=0)
         out[name] = {
-            "dice_mean": _nanmean(s["mean"]), "dice_mean_ci": bootstrap_ci(s["mean"], n_boot, seed=seed),
-            "dice_aorta": _nanmean(s["aorta"]), "dice_aorta_ci": bootstrap_ci(s["aorta"], n_boot, seed=seed),
+            "dice_mean": _nanmean(s["mean"]), "dice_mean_ci": bootstrap_ci(s["mean"], n_boot, seed=training.seed),
+            "dice_aorta": _nanmean(s["aorta"]), "dice_aorta_ci": bootstrap_ci(s["aorta"], n_boot, seed=training.seed),
             "dice": {LABEL_NAMES[c]: float(per_class[c]) for c in range(1, NUM_LABELS) if np.isfinite(per_class[c])},
             "n_train": len(images), "seconds": float(res["log"]["seconds"]),
             "per_image_mean": s["mean"], "pred": res["pred"],
@@ -189,7 +159,8 @@ class StudySettings:
     Args:
         n_train: phantoms of the train split per training set.
         n_test: phantoms of the test split (their real-like images) to test on.
-        steps: training steps of every segmenter (batch 32).
+        train_steps: training steps of every segmenter (batch 32); ``steps=`` is its deprecated
+            spelling (the methods' DDIM steps are their own knobs).
         seed: seed of the segmenters, the augmentation and the translation noise.
         augmentation: include the ``sim+aug`` set.
         width: channels of the segmenter's first level.
@@ -197,13 +168,23 @@ class StudySettings:
 
     n_train: int = 200
     n_test: int = 300
-    steps: int = 300
+    train_steps: int = 300
     seed: int = 0
     augmentation: bool = True
     width: int = 8
+    steps: InitVar[int | None] = None
 
-    def __post_init__(self):
-        check_positive_ints(n_train=self.n_train, n_test=self.n_test, steps=self.steps, width=self.width)
+    def __post_init__(self, steps):
+        if steps is not None:
+            warnings.warn("StudySettings(steps=...) is deprecated: pass StudySettings(train_steps=...)",
+                          DeprecationWarning, stacklevel=3)
+            object.__setattr__(self, "train_steps", steps)
+        check_positive_ints(n_train=self.n_train, n_test=self.n_test, train_steps=self.train_steps, width=self.width)
+
+    @property
+    def training(self) -> TrainSettings:
+        """The segmenters' :class:`~usdiff.metrics.critic_training.TrainSettings`."""
+        return replace(STUDY_TRAINING, train_steps=self.train_steps, seed=self.seed, width=self.width)
 
 
 def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), *,
@@ -212,11 +193,12 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
     """The whole study on the built-in data set (what ``usdiff downstream`` runs).
 
     The first ``study.n_train`` phantoms of the train split give the ``sim`` and ``real`` sets (the
-    same anatomy in both, so only the appearance differs), ``sim+aug`` (:func:`speckle_augment`, one
-    draw per image) and one set per method in `methods` (the sim images translated by the fitted
-    method kept beside `ckpt`, see :func:`usdiff.translate.resolve_method`, with the knobs
-    ``settings[name]`` if given, and the *sim* labels). The first ``study.n_test`` phantoms of the
-    test split give the real-like test images.
+    same anatomy in both, so only the appearance differs), ``sim+aug``
+    (:data:`~usdiff.data.augment.SPECKLE_APPEARANCE`, one draw per image) and one set per method in
+    `methods` (the sim images translated by the fitted method kept beside `ckpt`, see
+    :func:`usdiff.translate.resolve_method`, with the knobs ``settings[name]`` if given, and the
+    *sim* labels). The first ``study.n_test`` phantoms of the test split give the real-like test
+    images.
     """
     study = study if study is not None else StudySettings()
     device = get_device(device)
@@ -233,7 +215,8 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
     test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=study.n_test, progress=progress)
     sets = {"sim": (train["sim"], train["labels"])}
     if study.augmentation:
-        sets["sim+aug"] = (speckle_augment(train["sim"], torch.Generator().manual_seed(study.seed)), train["labels"])
+        augmented = augment_appearance(train["sim"], torch.Generator().manual_seed(study.seed), SPECKLE_APPEARANCE)
+        sets["sim+aug"] = (augmented, train["labels"])
     for cls in methods:
         method = resolve_method(cls.name, ckpt, settings=(settings or {}).get(cls.name), seed=study.seed,
                                 device=device, progress=progress)
@@ -241,5 +224,4 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
                                    progress=progress)
         sets[f"translated ({cls.name})"] = (images, train["labels"])
     sets["real"] = (train["real"], train["labels"])
-    return downstream_study(sets, test["real"], test["labels"].numpy(), steps=study.steps, seed=study.seed,
-                            width=study.width, progress=progress)
+    return downstream_study(sets, test["real"], test["labels"].numpy(), study.training, progress=progress)
