@@ -40,7 +40,7 @@ demo: $(STAMP) data
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
 		start=$$(date +%s); \
-		(cd notebooks && USDIFF_FAST=$(FAST) USDIFF_OUT=../$(OUT) ../$(PY) -m jupyter nbconvert --to notebook --execute \
+		(cd notebooks && env -u MPLBACKEND USDIFF_FAST=$(FAST) USDIFF_OUT=../$(OUT) ../$(PY) -m jupyter nbconvert --to notebook --execute \
 			--ExecutePreprocessor.timeout=-1 --output-dir ../$(OUT)/notebooks $$(basename $$nb)) || exit 1; \
 		echo "   done in $$(( $$(date +%s) - start )) s"; \
 	done
@@ -49,7 +49,7 @@ demo: $(STAMP) data
 notebooks: $(STAMP) data
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		(cd notebooks && USDIFF_FAST=$(FAST) ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		(cd notebooks && env -u MPLBACKEND USDIFF_FAST=$(FAST) ../$(PY) -m jupyter nbconvert --to notebook --execute --inplace \
 			--ExecutePreprocessor.timeout=-1 $$(basename $$nb)) || exit 1; \
 	done
 	$(PY) scripts/clean_notebooks.py $(NOTEBOOKS)

@@ -205,8 +205,7 @@ def test_manipulation_sweep_is_translate_manipulate_per_classifier(model, classi
     z = model.encode(x)
     torch.testing.assert_close(sweep["x_T"], model.encode_stochastic(x, z, steps=3, fixed_point_iters=1))
     for name, clf in classifiers.items():
-        ref = manipulate(model, x, clf, [0.0, -0.4, 0.8], encode_steps=3, decode_steps=2, fixed_point_iters=1,
-                         progress=False)
+        ref = manipulate(model, x, clf, [0.0, -0.4, 0.8], ddim=DDIMSteps(3, 2, 1), progress=False)
         torch.testing.assert_close(sweep["images"][name], ref["images"])
         torch.testing.assert_close(sweep["z_manip"][name], ref["z"])
     with pytest.raises(ValueError, match="alphas must contain at least one value"):

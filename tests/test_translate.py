@@ -9,6 +9,7 @@ from zmodels import tiny_z_model
 
 from usdiff.io import FolderOptions
 from usdiff.latent import LinearClassifier, ZNormalizer
+from usdiff.model import DDIMSteps
 from usdiff.train import save_pretrained
 from usdiff.translate import (
     ClassifierTranslator,
@@ -105,7 +106,7 @@ def test_slerp_parallel_falls_back_to_lerp_and_validates():
 
 def test_interpolation_endpoints_are_the_reconstructions(model):
     x = images(2, seed=3)
-    out = interpolate(model, x[0], x[1:], n_steps=4, encode_steps=STEPS, decode_steps=STEPS, progress=False)
+    out = interpolate(model, x[0], x[1:], n_steps=4, ddim=DDIMSteps(STEPS, STEPS), progress=False)
     assert out["images"].shape == (4, 1, SIZE, SIZE) and out["z"].shape == (4, model.config.z_dim)
     torch.testing.assert_close(out["alphas"], torch.linspace(0, 1, 4))
     for i, j in ((0, 0), (1, 3)):
@@ -130,30 +131,24 @@ def test_interpolation_validation(model):
     with pytest.raises(ValueError, match="x_a must be one image"):
         interpolate(model, images(2), x, progress=False)
     with pytest.raises(ValueError, match="x_T must be None"):
-        interpolate(model, x, x, x_T="zeros", progress=False)
+        interpolate(model, x, x, x_T=torch.zeros(1, 1, 4, 4), progress=False)
     with pytest.raises(ValueError, match="x_T_path must be one of"):
         interpolate(model, x, x, x_T_path="cubic", progress=False)
 
 
-def test_interpolation_random_x_T_is_drawn_from_the_prior(model):
-    import copy
-
+def test_interpolation_with_given_x_T_runs_between_them(model):
     x = images(2, seed=3)
-    kw = dict(n_steps=3, encode_steps=STEPS + 2, decode_steps=STEPS, progress=False, x_T="random")
-    with pytest.raises(ValueError, match="prior must be 'gaussian' or 'data', got 'uniform'"):
-        interpolate(model, x[0], x[1:], prior="uniform", **kw)
-    with pytest.raises(ValueError, match="set_data_stats"):      # no statistics on this model: said, not guessed
-        interpolate(copy.deepcopy(model), x[0], x[1:], prior="data", **kw)
-    with_stats = copy.deepcopy(model).set_data_stats(images(6, seed=1))
-    for prior in ("gaussian", "data"):
-        out = interpolate(with_stats, x[0], x[1:], prior=prior, generator=torch.Generator().manual_seed(4), **kw)
-        want = with_stats.random_x_T(2, steps=STEPS, prior=prior, generator=torch.Generator().manual_seed(4))
-        torch.testing.assert_close(out["x_T"][[0, -1]], want)
+    x_T = model.random_x_T(2, steps=STEPS, generator=torch.Generator().manual_seed(4))
+    out = interpolate(model, x[0], x[1:], n_steps=3, ddim=DDIMSteps(STEPS + 2, STEPS), x_T=x_T, progress=False)
+    torch.testing.assert_close(out["x_T"][[0, -1]], x_T)
+    torch.testing.assert_close(out["images"][0:1], model.decode(x_T[:1], model.encode(x[:1]), steps=STEPS))
+    with pytest.raises(ValueError, match=r"x_T must be None or a tensor of shape \(2, 1, 32, 32\), got 'random'"):
+        interpolate(model, x[0], x[1:], x_T="random", progress=False)
 
 
 def test_interpolation_x_T_paths(model):
     x = images(2, seed=3)
-    kw = dict(n_steps=3, encode_steps=STEPS, decode_steps=STEPS, progress=False)
+    kw = dict(n_steps=3, ddim=DDIMSteps(STEPS, STEPS), progress=False)
     out = {p: interpolate(model, x[0], x[1:], x_T_path=p, **kw) for p in ("slerp", "lerp", "fixed")}
     ends = out["slerp"]["x_T"][[0, -1]]
     for p in out:                       # every path joins the same two codes (fixed: stays at the first)
@@ -209,8 +204,7 @@ def test_manipulating_towards_real_raises_the_classifier_score(classifier):
 
 def test_manipulate_alpha_zero_is_the_reconstruction(model, classifier):
     x = images(2, seed=5)
-    out = manipulate(model, x, classifier, alphas=[0.0, 0.5], encode_steps=STEPS, decode_steps=STEPS,
-                     progress=False)
+    out = manipulate(model, x, classifier, alphas=[0.0, 0.5], ddim=DDIMSteps(STEPS, STEPS), progress=False)
     assert out["images"].shape == (2, 2, 1, SIZE, SIZE) and out["z"].shape == (2, 2, model.config.z_dim)
     z = model.encode(x)
     torch.testing.assert_close(out["z"][0], z, rtol=1e-5, atol=1e-5)

@@ -120,7 +120,7 @@ def test_trajectory_widget_slider_moves_along_the_timesteps(model):
 
 def test_strip_widget_shows_the_precomputed_frames(model):
     a, b = image(3), image(4)
-    kw = dict(n_steps=3, encode_steps=2, decode_steps=2, progress=False)
+    kw = dict(n_steps=3, ddim=DDIMSteps(2, 2), progress=False)
     strips = {p: interpolate(model, a, b, x_T_path=p, **kw) for p in ("slerp", "fixed")}
     scores = {p: {"P(real)": [0.1, 0.5, 0.9]} for p in strips}
     w = strip_widget(strips, scores)
@@ -132,7 +132,7 @@ def test_strip_widget_shows_the_precomputed_frames(model):
     assert not torch.equal(strips["fixed"]["images"][1], strips["slerp"]["images"][1])
     label, toggle = w.children[0].children                   # the x_T label beside its toggle, not above it
     assert label.value == "x_T" and toggle is w.controls["mode"] and toggle.description == ""
-    short = interpolate(model, a, b, n_steps=2, encode_steps=2, decode_steps=2, progress=False)
+    short = interpolate(model, a, b, n_steps=2, ddim=DDIMSteps(2, 2), progress=False)
     with pytest.raises(ValueError, match="other alphas"):
         strip_widget({"slerp": strips["slerp"], "short": short})
     with pytest.raises(ValueError, match=r"index must be in \[0, 2\]"):
@@ -168,10 +168,10 @@ def test_interpolation_widget_runs_the_chosen_pair_with_the_chosen_steps(model):
     assert seen == [True, False] and w.controls["run"].description == "interpolate"  # disabled while computing
     assert w.state["images"].shape == (3, 1, SIZE, SIZE)
     np.testing.assert_allclose(w.state["alphas"].numpy(), [0, 0.5, 1])
-    ref = interpolate(model, src["b"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)
+    ref = interpolate(model, src["b"], dst["c"], n_steps=3, ddim=DDIMSteps(2, 2), progress=False)
     torch.testing.assert_close(w.state["images"], ref["images"])
     drawn = interpolation_widget(model, src, dst, n_steps=3, ddim=DDIMSteps(2, 2), draw=True)   # the first pair now
-    ref = interpolate(model, src["a"], dst["c"], n_steps=3, encode_steps=2, decode_steps=2, progress=False)
+    ref = interpolate(model, src["a"], dst["c"], n_steps=3, ddim=DDIMSteps(2, 2), progress=False)
     torch.testing.assert_close(drawn.state["images"], ref["images"])
     assert drawn.controls["run"].disabled is False
 

@@ -93,9 +93,9 @@ def _fid(args):
 
 
 def _direction_fit(args):
-    from .translate import fit_direction
+    from .translate import FitData, fit_direction
 
-    path = fit_direction(args.ckpt, args.data, args.out, loss=args.loss, n_fit=args.n_fit, seed=args.seed,
+    path = fit_direction(args.ckpt, FitData(args.data, n=args.n_fit), args.out, loss=args.loss, seed=args.seed,
                          device=args.device, overwrite=args.overwrite)
     print(f"saved the {args.loss.upper()} realness direction (a fitted classifier method) to {path}")
 

@@ -342,8 +342,7 @@ def interpolation_widget(model, sources: Mapping[str, torch.Tensor], targets: Ma
 
     def show():
         a, b = sources[controls["source"].value], targets[controls["target"].value]
-        res = interpolate(model, a, b, n_steps=controls["n_steps"].value, encode_steps=ddim.encode,
-                          decode_steps=ddim.decode, progress=False, fixed_point_iters=ddim.fixed_point_iters)
+        res = interpolate(model, a, b, n_steps=controls["n_steps"].value, ddim=ddim, progress=False)
         box.state.clear()
         box.state.update({k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in res.items()})
         titles = [f"a={t:.2f}" for t in res["alphas"].tolist()]

@@ -9,7 +9,6 @@ The protocol itself (encode, invert to ``x_T``, move ``z_sem``, decode) is
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -17,33 +16,17 @@ import torch
 from ..latent import LinearClassifier, as_image_batch, encode_images
 from ..metrics.c2st import wilson_interval
 from ..metrics.frechet import fid_from_features
+from ..model import DDIMSteps
 from ..translate import manipulate
-from ..utils import check_positive_ints, model_device
+from ..utils import model_device
 from .anatomy import anatomy_table, label_maps_at
 
 __all__ = ["DDIMSteps", "manipulation_sweep", "sweep_metrics"]
 
 
-@dataclass(frozen=True)
-class DDIMSteps:
-    """DDIM steps of the inversion ``x -> x_T`` (`encode`) and of the decoding (`decode`), and the
-    fixed-point refinement of every inversion step (``DiffAE.encode_stochastic``; 0 = plain DDIM).
-    Decoding with as many steps as were used to encode inverts the encoding best."""
-
-    encode: int = 100
-    decode: int = 100
-    fixed_point_iters: int = 0
-
-    def __post_init__(self):
-        check_positive_ints(encode=self.encode, decode=self.decode)
-        if not isinstance(self.fixed_point_iters, int) or isinstance(self.fixed_point_iters, bool) \
-                or self.fixed_point_iters < 0:
-            raise ValueError(f"fixed_point_iters must be an int >= 0, got {self.fixed_point_iters!r}")
-
-
 @torch.no_grad()
 def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], alphas: Sequence[float],
-                       ddim: DDIMSteps = DDIMSteps(), batch_size: int | None = 32, progress: bool = True) -> dict:
+                       ddim: DDIMSteps | None = None, batch_size: int | None = 32, progress: bool = True) -> dict:
     """Decode images after moving their ``z_sem`` along each classifier's direction by each alpha.
 
     For each classifier, :func:`usdiff.translate.manipulate` encodes every image to ``(z, x_T)``
@@ -63,6 +46,7 @@ def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], al
         ``(K, B, D)`` (all CPU tensors).
     """
     x = as_image_batch(x)
+    ddim = ddim if ddim is not None else DDIMSteps()
     alphas = [float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64))]
     if not alphas:
         raise ValueError("alphas must contain at least one value")
@@ -71,8 +55,7 @@ def manipulation_sweep(model, x, classifiers: Mapping[str, LinearClassifier], al
     x = x.to(model_device(model))
     images, z_manip = {}, {}
     for name, clf in classifiers.items():
-        out = manipulate(model, x, clf, alphas, encode_steps=ddim.encode, decode_steps=ddim.decode,
-                         batch_size=batch_size or len(x), progress=progress, fixed_point_iters=ddim.fixed_point_iters)
+        out = manipulate(model, x, clf, alphas, ddim=ddim, batch_size=batch_size or len(x), progress=progress)
         images[name], z_manip[name], x_T = out["images"].cpu(), out["z"].cpu(), out["x_T"].cpu()
     return {"alphas": torch.tensor(alphas), "z": model.encode(x).cpu(), "x_T": x_T, "images": images,
             "z_manip": z_manip}

@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..utils import exists
+from ..utils import check_positive_ints, exists
 from .config import PREDICTION_CHOICES, DiffAEConfig
 from .ddim import DDIMScheduler
 from .encoder import SemanticEncoder
@@ -453,6 +454,23 @@ class DiffAE(nn.Module):
         n_enc = sum(p.numel() for p in self.encoder.parameters())
         n_unet = sum(p.numel() for p in self.unet.parameters())
         return f"encoder={n_enc / 1e6:.2f}M params, unet={n_unet / 1e6:.2f}M params, T={self.num_timesteps}"
+
+
+@dataclass(frozen=True)
+class DDIMSteps:
+    """DDIM steps of the inversion ``x -> x_T`` (`encode`) and of the decoding (`decode`), and the
+    fixed-point refinement of every inversion step (:meth:`DiffAE.encode_stochastic`; 0 = plain DDIM).
+    Decoding with as many steps as were used to encode inverts the encoding best."""
+
+    encode: int = 100
+    decode: int = 100
+    fixed_point_iters: int = 0
+
+    def __post_init__(self):
+        check_positive_ints(encode=self.encode, decode=self.decode)
+        if not isinstance(self.fixed_point_iters, int) or isinstance(self.fixed_point_iters, bool) \
+                or self.fixed_point_iters < 0:
+            raise ValueError(f"fixed_point_iters must be an int >= 0, got {self.fixed_point_iters!r}")
 
 
 X_T_PRIORS = ("gaussian", "data")

@@ -26,6 +26,7 @@ A method is a small object in the style of a scikit-learn estimator and a diffus
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,13 +37,27 @@ from ..latent import encode_images
 from ..model.io import load_model
 from ..utils import model_device
 
-__all__ = ["Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method",
+__all__ = ["FitData", "Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method",
            "check_images", "method_file_format", "translate_batches"]
 
 METHODS: dict[str, type] = {}
 FORMAT = "usdiff.method/2"
 LEGACY_FORMATS = ("usdiff.method/1", "usdiff.direction/1")
 ENCODE_BATCH = 64          # images per encoder batch in fit (the result does not depend on it)
+
+
+@dataclass(frozen=True)
+class FitData:
+    """What to fit a method on: a built-in data set or your own ``ROOT/sim`` + ``ROOT/real`` folders
+    (:func:`usdiff.translate.unpaired_training_data`), at most `n` images in all (None: every one)."""
+
+    root: Path
+    n: int | None = 4000
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root))
+        if self.n is not None and (not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 2):
+            raise ValueError(f"n must be None or an int >= 2, got {self.n!r}")
 
 
 def as_model(model, device=None) -> torch.nn.Module:

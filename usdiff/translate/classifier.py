@@ -17,9 +17,10 @@ import torch
 
 from ..data import BuiltinDataset, TwoDomainDataset
 from ..latent import LinearClassifier, ZNormalizer, encode_dataset, train_linear_classifier
+from ..model import DDIMSteps
 from ..utils import check_positive_ints, get_device
 from ..utils import model_device as _model_device
-from .base import ENCODE_BATCH, Translator, as_model, load_method, register, save_method
+from .base import ENCODE_BATCH, FitData, Translator, as_model, load_method, register, save_method
 from .paths import as_one_image, decode_in_batches
 
 SCALES = ("sqrt_dim", "unit")
@@ -71,21 +72,29 @@ def manipulate_z(z, direction, alpha: float, normalizer: ZNormalizer | None = No
 
 
 @torch.no_grad()
-def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3),
-               normalizer: ZNormalizer | None = None, encode_steps: int = 100, decode_steps: int = 100,
-               scale: str = "sqrt_dim", batch_size: int | None = None, progress: bool = True,
-               fixed_point_iters: int = 0) -> dict:
-    """Decode images ``(B, 1, H, W)`` after moving their ``z_sem`` along `direction` by each alpha.
+def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0, 0.1, 0.2, 0.3), *,
+               ddim: DDIMSteps | None = None, scale: str = "sqrt_dim", batch_size: int | None = None,
+               progress: bool = True) -> dict:
+    """The manipulation protocol: decode images ``(B, 1, H, W)`` after moving their ``z_sem`` along
+    `direction` by each alpha.
 
     ``x_T`` comes from deterministic DDIM inversion of each image with its *own* ``z_sem``
-    (`encode_steps`, refined by `fixed_point_iters`, see ``DiffAE.encode_stochastic``) and is
-    kept fixed, so only the semantics change; see :func:`manipulate_z`.
+    (``ddim.encode`` steps, refined by ``ddim.fixed_point_iters``, see ``DiffAE.encode_stochastic``)
+    and is kept fixed, so only the semantics change; the moved codes (:func:`manipulate_z`) are
+    decoded with ``ddim.decode`` steps, `batch_size` at a time (all at once when None).
+
+    Args:
+        direction: a fitted :class:`~usdiff.latent.LinearClassifier` (its direction in its
+            normalised space, and its normaliser) or a ``(D,)`` vector in z space.
+        ddim: the step counts (default :class:`~usdiff.model.DDIMSteps`: 100 each way, plain inversion).
+        scale: the unit of alpha (see :func:`manipulate_z`).
 
     Returns:
         dict with ``images`` ``(K, B, 1, H, W)`` in [-1, 1] for the ``K = len(alphas)`` steps,
         ``alphas`` ``(K,)``, ``z`` ``(K, B, D)``, ``x_T`` ``(B, 1, H, W)`` and, when `direction`
         is a classifier, ``realness`` ``(K, B)``: its ``predict_proba(z')[:, 1]``.
     """
+    ddim = ddim if ddim is not None else DDIMSteps()
     if isinstance(x, torch.Tensor) and x.ndim in (2, 3):
         x = as_one_image(x, "x")
     if not isinstance(x, torch.Tensor) or x.ndim != 4:
@@ -93,16 +102,15 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
     alphas = [float(a) for a in np.atleast_1d(np.asarray(alphas, dtype=np.float64))]
     if not alphas:
         raise ValueError("alphas must contain at least one value")
-    _, normalizer = _direction_and_normalizer(direction, normalizer)
+    _direction_and_normalizer(direction, None)
     x = x.to(_model_device(model))
     z = model.encode(x)
-    xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
-                                 fixed_point_iters=fixed_point_iters)
-    zs = torch.stack([manipulate_z(z, direction, a, normalizer, scale=scale) for a in alphas])  # (K, B, D)
+    xt = model.encode_stochastic(x, z, steps=ddim.encode, progress=progress, fixed_point_iters=ddim.fixed_point_iters)
+    zs = torch.stack([manipulate_z(z, direction, a, scale=scale) for a in alphas])  # (K, B, D)
     k, b = zs.shape[:2]
     flat_xt = xt[None].expand(k, *xt.shape).reshape(k * b, *xt.shape[1:])
-    images = decode_in_batches(model, flat_xt, zs.reshape(k * b, -1), decode_steps, batch_size, progress,
-                             "manipulate").reshape(k, b, *xt.shape[1:])
+    images = decode_in_batches(model, flat_xt, zs.reshape(k * b, -1), ddim.decode, batch_size, progress,
+                               "manipulate").reshape(k, b, *xt.shape[1:])
     out = {"images": images, "alphas": torch.tensor(alphas), "z": zs, "x_T": xt}
     if isinstance(direction, LinearClassifier):
         proba = direction.predict_proba(zs.reshape(k * b, -1).cpu().double().numpy())[:, 1]
@@ -161,29 +169,31 @@ def _fit_direction(model, data_dir, loss: str, n_fit: int | None, seed: int, pro
     return clf
 
 
-def fit_direction(ckpt, data_dir, out, loss: str = "bce", n_fit: int | None = 4000, seed: int = 0,
-                  device=None, progress: bool = True, overwrite: bool = False) -> Path:
+def fit_direction(ckpt, fit_on: FitData | str | Path, out, *, loss: str = "bce", seed: int = 0, device=None,
+                  progress: bool = True, overwrite: bool = False) -> Path:
     """Fit the sim-vs-real direction of a checkpoint once and save it (``usdiff direction fit``).
 
-    Codes of at most `n_fit` training images of `data_dir` (built-in data set, or your own
-    ``ROOT/sim`` + ``ROOT/real``) of both domains fit a `loss` (``"bce"``/``"mse"``) linear
-    classifier, saved to `out` as a fitted ``classifier`` method (with the checkpoint's fingerprint)
-    so that no translation has to re-encode them.
+    Codes of at most ``fit_on.n`` training images of ``fit_on.root`` (a :class:`FitData`, or the
+    folder itself with the default ``n``: a built-in data set, or your own ``ROOT/sim`` +
+    ``ROOT/real``) of both domains fit a `loss` (``"bce"``/``"mse"``) linear classifier, saved to
+    `out` as a fitted ``classifier`` method (with the checkpoint's fingerprint) so that no
+    translation has to re-encode them.
 
     Raises:
         FileExistsError: `out` exists and not `overwrite`. FileNotFoundError / ValueError: bad inputs.
     """
+    fit_on = fit_on if isinstance(fit_on, FitData) else FitData(fit_on)
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     model = as_model(ckpt, get_device(device))
-    clf = _fit_direction(model, data_dir, loss, n_fit, seed, progress)
+    clf = _fit_direction(model, fit_on.root, loss, fit_on.n, seed, progress)
     method = ClassifierTranslator.from_direction(clf, fingerprint=model.fingerprint())
     return save_method(out, method, overwrite=overwrite, image_size=model.config.image_size,
-                       z_dim=model.config.z_dim, checkpoint_name=Path(ckpt).name, data=str(data_dir),
-                       n_fit=-1 if n_fit is None else int(n_fit), held_out_accuracy=clf.meta["test_accuracy"])
+                       z_dim=model.config.z_dim, checkpoint_name=Path(ckpt).name, data=str(fit_on.root),
+                       n_fit=-1 if fit_on.n is None else int(fit_on.n), held_out_accuracy=clf.meta["test_accuracy"])
 
 
 # ---- the study's method as a Translator ------------------------------------------------------------
@@ -263,8 +273,6 @@ class ClassifierTranslator(Translator):
         if len(self.classifier_.weight_) != model.config.z_dim:
             raise ValueError(f"the classifier works on {len(self.classifier_.weight_)}-d codes but the model's "
                              f"z_sem is {model.config.z_dim}-d; fit it on this model's codes")
-        z = model.encode(x)
-        x_T = model.encode_stochastic(x, z, steps=self.encode_steps, fixed_point_iters=self.fixed_point_iters,
-                                      progress=progress)
-        z_new = manipulate_z(z, self.classifier_, self.alpha, scale=self.alpha_unit)
-        return model.decode(x_T, z_new, steps=self.decode_steps, progress=progress)
+        ddim = DDIMSteps(self.encode_steps, self.decode_steps, self.fixed_point_iters)
+        return manipulate(model, x, self.classifier_, [self.alpha], ddim=ddim, scale=self.alpha_unit,
+                          progress=progress)["images"][0]

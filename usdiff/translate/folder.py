@@ -8,7 +8,6 @@ the checkpoint, or a fit on a data set), and :func:`translate_folder` runs it ov
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,7 @@ from ..io import (
 )
 from ..metrics.judge import read_label_maps
 from ..utils import get_device
-from .base import METHODS, Translator, as_model, get_method, load_method
+from .base import METHODS, FitData, Translator, as_model, get_method, load_method
 
 __all__ = ["unpaired_training_data", "default_method_path", "FitData", "resolve_method", "translate_folder"]
 
@@ -85,15 +84,6 @@ def default_method_path(ckpt, name: str) -> Path:
     if name == "classifier" and not path.is_file() and legacy.is_file():
         return legacy
     return path
-
-
-@dataclass(frozen=True)
-class FitData:
-    """What to fit a method on: a built-in data set or your own ``ROOT/sim`` + ``ROOT/real``
-    (:func:`unpaired_training_data`), at most `n` images in all."""
-
-    root: Path
-    n: int | None = 4000
 
 
 def resolve_method(name: str, ckpt=None, *, fitted=None, fit_on: FitData | str | Path | None = None,

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..model.diffae import check_prior
+from ..model import DDIMSteps
 from ..utils import model_device as _model_device
 
 __all__ = ["lerp", "slerp", "interpolate", "as_one_image", "decode_in_batches"]
@@ -103,11 +103,8 @@ X_T_PATHS = ("slerp", "lerp", "fixed")
 
 
 @torch.no_grad()
-def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, encode_steps: int = 100,
-                decode_steps: int = 100, x_T: str | torch.Tensor | None = None,
-                generator: torch.Generator | None = None, batch_size: int | None = None,
-                progress: bool = True, fixed_point_iters: int = 0, x_T_path: str = "slerp",
-                prior: str = "gaussian") -> dict:
+def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, *, ddim: DDIMSteps | None = None,
+                x_T: torch.Tensor | None = None, x_T_path: str = "slerp", progress: bool = True) -> dict:
     """Images along the path from `x_a` to `x_b` in ``(z_sem, x_T)`` space.
 
     ``z(alpha) = (1 - alpha) z_a + alpha z_b`` and ``x_T(alpha) = slerp(x_T_a, x_T_b, alpha)`` for
@@ -118,47 +115,38 @@ def interpolate(model, x_a: torch.Tensor, x_b: torch.Tensor, n_steps: int = 10, 
         model: a :class:`usdiff.model.DiffAE`.
         x_a, x_b: one image each, ``(1, 1, H, W)`` / ``(1, H, W)`` / ``(H, W)`` in [-1, 1].
         n_steps: number of images on the path (>= 2).
-        x_T: None: DDIM inversion of each input with its own ``z_sem`` (`encode_steps`);
-            ``"random"``: two random ``x_T`` (from `generator`, drawn from `prior`); or a
-            ``(2, 1, H, W)`` tensor.
-        batch_size: decode this many at once (default: all).
-        fixed_point_iters: refine the inversion (see ``DiffAE.encode_stochastic``; 0 = plain DDIM).
+        ddim: step counts of the inversion and the decoding (default :class:`~usdiff.model.DDIMSteps`:
+            100 each way, plain inversion).
+        x_T: None: DDIM inversion of each input with its own ``z_sem``; or a ``(2, 1, H, W)`` tensor,
+            e.g. random codes ``model.random_x_T(2, steps=ddim.decode, prior=..., generator=...)``.
         x_T_path: how ``x_T`` moves: ``"slerp"`` (the study; keeps the norm of Gaussian noise),
             ``"lerp"`` (straight line: the midpoint's norm shrinks by up to sqrt(2), a blurrier image),
             or ``"fixed"`` (the source's ``x_T`` all along: only ``z_sem`` moves).
-        prior: the distribution of ``x_T="random"`` (unused otherwise): ``"gaussian"`` (N(0, I), the study's) or
-            ``"data"`` (the Gaussian x_t really has at the first of `decode_steps` DDIM steps; see
-            :meth:`usdiff.model.DiffAE.random_x_T`).
 
     Returns:
         dict with ``images`` ``(n_steps, 1, H, W)`` in [-1, 1], ``alphas`` ``(n_steps,)``,
         ``z`` ``(n_steps, D)`` and ``x_T`` ``(n_steps, 1, H, W)``.
     """
+    ddim = ddim if ddim is not None else DDIMSteps()
     if not isinstance(n_steps, int) or n_steps < 2:
         raise ValueError(f"n_steps must be an int >= 2, got {n_steps!r}")
     if x_T_path not in X_T_PATHS:
         raise ValueError(f"x_T_path must be one of {X_T_PATHS}, got {x_T_path!r}")
-    check_prior(prior)
     device = _model_device(model)
     x = torch.cat([as_one_image(x_a, "x_a"), as_one_image(x_b, "x_b")]).to(device)
     z = model.encode(x)
     if x_T is None:
-        xt = model.encode_stochastic(x, z, steps=encode_steps, progress=progress,
-                                     fixed_point_iters=fixed_point_iters)
-    elif isinstance(x_T, str):
-        if x_T != "random":
-            raise ValueError(f"x_T must be None, 'random' or a (2, C, H, W) tensor, got {x_T!r}")
-        xt = model.random_x_T(2, steps=decode_steps, prior=prior, generator=generator).to(device=device, dtype=x.dtype)
+        xt = model.encode_stochastic(x, z, steps=ddim.encode, progress=progress,
+                                     fixed_point_iters=ddim.fixed_point_iters)
     else:
-        if tuple(x_T.shape) != tuple(x.shape):
-            raise ValueError(f"x_T must have shape {tuple(x.shape)}, got {tuple(x_T.shape)}")
+        if not isinstance(x_T, torch.Tensor) or tuple(x_T.shape) != tuple(x.shape):
+            raise ValueError(f"x_T must be None or a tensor of shape {tuple(x.shape)}, got "
+                             f"{tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else repr(x_T)}")
         xt = x_T.to(device=device, dtype=x.dtype)
     alphas = torch.linspace(0, 1, n_steps, dtype=torch.float64)
     a = alphas.to(device=device, dtype=z.dtype)
     z_path = lerp(z[:1].expand(n_steps, -1), z[1:].expand(n_steps, -1), a)
     xt_a, xt_b = xt[:1].expand(n_steps, *xt.shape[1:]), xt[1:].expand(n_steps, *xt.shape[1:])
     xt_path = {"slerp": slerp, "lerp": lerp, "fixed": lambda p, q, s: p.clone()}[x_T_path](xt_a, xt_b, a)
-    images = decode_in_batches(model, xt_path, z_path, decode_steps, batch_size, progress, "interpolate")
+    images = decode_in_batches(model, xt_path, z_path, ddim.decode, None, progress, "interpolate")
     return {"images": images, "alphas": alphas.float(), "z": z_path, "x_T": xt_path}
-
-
