@@ -17,15 +17,21 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from usdiff.data import ensure_dataset
-from usdiff.metrics.critic_training import load_builtin_arrays, train_domain_critic, train_segmenter
+from usdiff.data import ensure_dataset, load_builtin_arrays
+from usdiff.metrics.critic_training import (
+    CRITIC_TRAINING,
+    TrainSettings,
+    train_domain_critic,
+    train_segmenter,
+)
 from usdiff.metrics.critics import CRITIC_SIZES, Critics, anatomy_report, load_critics
-from usdiff.metrics.frechet import fid_from_features, kid
+from usdiff.metrics.frechet import fd_from_features, kid
 
 SEG_SIZE = 64
 
@@ -62,16 +68,16 @@ def main(argv=None) -> int:
     print(f"loaded train/val/test at {CRITIC_SIZES} px in {time.perf_counter() - t_start:.0f} s", flush=True)
 
     train = data[SEG_SIZE]["train"]
-    seg, seg_log = train_segmenter(train["real"], train["labels"], SEG_SIZE, steps=steps["seg"], batch_size=16,
-                                   width=12, seed=args.seed, desc="anatomy segmenter")
+    seg_training = TrainSettings(train_steps=steps["seg"], batch_size=16, width=12, seed=args.seed)
+    seg, seg_log = train_segmenter(train["real"], train["labels"], SEG_SIZE, seg_training, desc="anatomy segmenter")
     print(f"segmenter: {steps['seg']} steps in {seg_log['seconds']:.0f} s, final loss "
           f"{np.mean(seg_log['loss'][-50:]):.3f}", flush=True)
 
     width = {64: 16, 128: 8}
     for size, target in zip(CRITIC_SIZES, targets):
         tr = data[size]["train"]
-        critic, log = train_domain_critic(tr["sim"], tr["real"], size, steps=steps[f"critic{size}"],
-                                          batch_size=64, width=width[size], seed=args.seed)
+        training = replace(CRITIC_TRAINING, train_steps=steps[f"critic{size}"], width=width[size], seed=args.seed)
+        critic, log = train_domain_critic(tr["sim"], tr["real"], size, training)
         print(f"domain critic {size}px: {log['steps']} steps in {log['seconds']:.0f} s", flush=True)
         critics = Critics(size, critic, seg)
         critics.report = {"train": {"seed": args.seed, "steps": steps, "critic_seconds": round(log["seconds"], 1),
@@ -105,7 +111,7 @@ def held_out_report(critics: Critics, data: dict, n_eval: int) -> dict:
         "dice_sim": {k: round(v, 4) for k, v in sim_scores["dice"].items()},
         "dice_mean_real": real_scores["dice_mean"], "dice_mean_sim": sim_scores["dice_mean"],
         "one_aorta_rate_real": real_scores["one_aorta_rate"], "one_aorta_rate_sim": sim_scores["one_aorta_rate"],
-        "fd_n": n, "fd_floor": fid_from_features(f_real, f_ref), "fd_gap": fid_from_features(f_sim, f_ref),
+        "fd_n": n, "fd_floor": fd_from_features(f_real, f_ref), "fd_gap": fd_from_features(f_sim, f_ref),
         "kid_floor": kid(f_real, f_ref, subset_size=m)[0], "kid_gap": kid(f_sim, f_ref, subset_size=m)[0],
     }
 

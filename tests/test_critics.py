@@ -166,9 +166,8 @@ def test_segmenter_training_reduces_its_loss_and_is_seeded(held_out):
     again, _ = train_segmenter(x, y, 64, short, progress=False)
     other, _ = train_segmenter(x, y, 64, short, progress=False)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), other.state_dict().values()))
-    with pytest.warns(DeprecationWarning, match=r"TrainSettings\(train_steps=..., batch_size=..."):
-        legacy, _ = train_segmenter(x, y, 64, steps=2, batch_size=8, width=8, seed=3, progress=False)
-    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), legacy.state_dict().values()))
+    reseeded, _ = train_segmenter(x, y, 64, TrainSettings(train_steps=2, batch_size=8, width=8, seed=4), progress=False)
+    assert not all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), reseeded.state_dict().values()))
     with pytest.raises(TypeError, match="unexpected keyword argument.*'stepz'"):
         train_segmenter(x, y, 64, stepz=2)
     with pytest.raises(ValueError, match="labels must be"):

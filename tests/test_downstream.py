@@ -62,8 +62,8 @@ def test_speckle_augmentation_is_seeded_and_stays_in_range():
 def test_study_settings_name_the_training_steps():
     study = StudySettings(n_train=5, train_steps=7, seed=2, width=4)
     assert study.training == replace(STUDY_TRAINING, train_steps=7, seed=2, width=4)
-    with pytest.warns(DeprecationWarning, match="train_steps"):
-        assert StudySettings(steps=7).train_steps == 7
+    with pytest.raises(TypeError, match="steps"):
+        StudySettings(steps=7)
     with pytest.raises(ValueError, match="train_steps must be a positive int"):
         StudySettings(train_steps=0)
 

@@ -14,7 +14,6 @@ from usdiff.metrics import (
     distance_report,
     fd_from_features,
     fid_bias_curve,
-    fid_from_features,
     frechet_distance,
     kid,
     report_table,
@@ -199,10 +198,6 @@ def test_kid_kernel_is_the_cubic_polynomial_by_default_and_can_be_chosen():
     assert linear != kid(x, y, num_subsets=3, subset_size=4)
     with pytest.raises(ValueError, match="degree must be >= 1"):
         PolynomialKernel(degree=0)
-
-
-def test_fid_from_features_is_the_older_name_of_fd_from_features():
-    assert fid_from_features is fd_from_features
 
 
 def test_kid_near_zero_for_same_distribution_and_positive_for_shift():

@@ -181,10 +181,8 @@ def test_fid_folders_report(fid_kind_file, tmp_path, monkeypatch):
     json.dumps(report)
     with pytest.raises(FileNotFoundError, match="real_dir"):
         fid_folders(tmp_path / "absent", tmp_path / "fake", weights=fid_kind_file[0])
-    with pytest.warns(DeprecationWarning, match=r"FolderOptions\(device=..., fit=...\)"):   # the older keywords
-        again = fid_folders(tmp_path / "real", tmp_path / "fake", weights=fid_kind_file[0], n=3, device="cpu",
-                            fit="pad", kid_subsets=4, progress=False)
-    assert again["fd"] == report["fd"]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'device'"):   # device and fit live in options
+        fid_folders(tmp_path / "real", tmp_path / "fake", weights=fid_kind_file[0], device="cpu")
 
 
 class ToyDiffAE(nn.Module):

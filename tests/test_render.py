@@ -42,17 +42,15 @@ def test_renderers_are_deterministic_per_seed():
     assert not np.array_equal(a, render_real(p, 6))
 
 
-def test_the_envelope_comes_from_its_own_function_and_the_old_flag_still_works():
+def test_the_envelope_comes_from_its_own_function():
     p = make_phantom(2, 48)
     image, envelope = render_real_with_envelope(p, 3)
     assert np.array_equal(image, render_real(p, 3)) and envelope.shape == image.shape
     sim, sim_env = render_sim_with_envelope(p)
     assert np.array_equal(sim, render_sim(p)) and sim_env.shape == sim.shape
-    with pytest.warns(DeprecationWarning, match="render_real_with_envelope"):
-        old = render_real(p, 3, return_envelope=True)
-    assert np.array_equal(old[1], envelope)
-    with pytest.warns(DeprecationWarning, match="render_sim_with_envelope"):
-        assert np.array_equal(render_sim(p, return_envelope=True)[1], sim_env)
+    assert not np.array_equal(envelope, image) and not np.array_equal(sim_env, sim)   # amplitude, not display
+    with pytest.raises(TypeError, match="return_envelope"):
+        render_real(p, 3, return_envelope=True)
 
 
 @pytest.mark.parametrize("size", [48, 128])

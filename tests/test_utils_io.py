@@ -9,7 +9,6 @@ from usdiff.utils import (
     check_matrix,
     from_model_range,
     get_device,
-    settings_with,
     to_model_range,
     to_unit_range,
     unit_images,
@@ -49,22 +48,6 @@ def test_image_batches_are_coerced_or_refused_with_the_name():
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         as_image_batch(torch.full((1, 1, 2, 2), float("nan")), value_range=(0.0, 1.0))
     assert as_image_batch(torch.full((1, 1, 2, 2), 1.0005), value_range=(-1.0, 1.0)).max() > 1   # round-off passes
-
-
-def test_settings_with_maps_older_keywords_onto_a_frozen_dataclass():
-    from dataclasses import dataclass
-
-    @dataclass(frozen=True)
-    class Knobs:
-        train_steps: int = 1
-        width: int = 2
-
-    base = Knobs()
-    assert settings_with(base, {}, "f") is base
-    with pytest.warns(DeprecationWarning, match=r"f\(steps=...\) is deprecated: pass Knobs\(train_steps=...\)"):
-        assert settings_with(base, {"steps": 5}, "f", {"steps": "train_steps"}) == Knobs(5, 2)
-    with pytest.raises(TypeError, match=r"f\(\) got unexpected keyword argument\(s\) 'depth'"):
-        settings_with(base, {"depth": 3}, "f")
 
 
 def test_get_device_defaults_to_cpu_without_cuda(monkeypatch):

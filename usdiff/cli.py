@@ -85,10 +85,11 @@ def _fid(args):
 
         report = fd_us_folders(args.real, args.fake, n=args.n, device=args.device)
     else:
+        from .io import FolderOptions
         from .metrics.evaluate import fid_folders
 
         report = fid_folders(args.real, args.fake, layer=args.layer, weights=args.weights, n=args.n,
-                             device=args.device, fit=args.fit)
+                             options=FolderOptions(batch_size=50, fit=args.fit, device=args.device))
     print(json.dumps(report, indent=2, default=float))
 
 
@@ -138,7 +139,7 @@ def _downstream(args):
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
     steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
-    study = StudySettings(n_train=args.n_train, n_test=args.n_test, steps=args.steps, seed=args.seed,
+    study = StudySettings(n_train=args.n_train, n_test=args.n_test, train_steps=args.steps, seed=args.seed,
                           augmentation=not args.no_augmentation, width=args.width)
     report = run_downstream(data, args.ckpt, methods=args.methods, study=study,
                             settings={"classifier": steps_each_way, "transport": steps_each_way},

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import InitVar, dataclass, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -159,8 +159,8 @@ class StudySettings:
     Args:
         n_train: phantoms of the train split per training set.
         n_test: phantoms of the test split (their real-like images) to test on.
-        train_steps: training steps of every segmenter (batch 32); ``steps=`` is its deprecated
-            spelling (the methods' DDIM steps are their own knobs).
+        train_steps: training steps of every segmenter (batch 32; the methods' DDIM steps are
+            their own knobs).
         seed: seed of the segmenters, the augmentation and the translation noise.
         augmentation: include the ``sim+aug`` set.
         width: channels of the segmenter's first level.
@@ -172,13 +172,8 @@ class StudySettings:
     seed: int = 0
     augmentation: bool = True
     width: int = 8
-    steps: InitVar[int | None] = None
 
-    def __post_init__(self, steps):
-        if steps is not None:
-            warnings.warn("StudySettings(steps=...) is deprecated: pass StudySettings(train_steps=...)",
-                          DeprecationWarning, stacklevel=3)
-            object.__setattr__(self, "train_steps", steps)
+    def __post_init__(self):
         check_positive_ints(n_train=self.n_train, n_test=self.n_test, train_steps=self.train_steps, width=self.width)
 
     @property

@@ -107,14 +107,6 @@ def resize_note(files, size: int, fit: str) -> str | None:
     return f"usdiff: {other} of {len(files)} images are not {size}x{size}: {how} to the model's size (--fit {fit})"
 
 
-def open_image_folder(images_dir, size: int, fit: str = "pad", domain: str = "real"):
-    """``USImageFolder(images_dir, domain=domain, size=size, fit=fit)``: the images of a folder job
-    (listed and validated, in [-1, 1]; see :class:`usdiff.data.USImageFolder`)."""
-    from .data.datasets import USImageFolder
-
-    return USImageFolder(images_dir, domain=domain, size=size, fit=fit)
-
-
 def announce_resize(dataset, size: int, fit: str, progress: bool = True) -> None:
     """Say once (on stderr) how many images of a job are resized to the model's size."""
     import sys

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .utils import check_matrix, get_device, model_device, to_numpy
+from .utils import as_image_batch, check_matrix, get_device, model_device, to_numpy
 
 __all__ = [
     "encode_images",
@@ -47,16 +47,6 @@ DOMAIN_NAMES = {0: "simulated", 1: "real"}
 
 
 # ---- codes ---------------------------------------------------------------------------------------
-
-def as_image_batch(images) -> torch.Tensor:
-    """Images as a float ``(B, 1, H, W)`` tensor (``(B, H, W)`` gains the channel axis)."""
-    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ValueError(f"images must be (B, 1, H, W) or (B, H, W), got shape {tuple(x.shape)}")
-    return x.float()
-
 
 @torch.no_grad()
 def encode_images(model, images, batch_size: int = 64, progress: bool = False) -> np.ndarray:

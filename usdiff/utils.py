@@ -5,11 +5,8 @@ feature extractors, PNGs) in ``[0, 1]`` (:func:`from_model_range`, :func:`to_uni
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import random
-import warnings
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -161,24 +158,3 @@ def check_positive_ints(**values) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{key} must be a positive int, got {value!r}")
 
-
-def settings_with(settings, legacy: Mapping, where: str, renamed: Mapping[str, str] | None = None):
-    """`settings` (a frozen dataclass) with the fields given as separate keyword arguments in
-    `legacy` (the form before the settings were grouped) replaced, with a DeprecationWarning that
-    shows the grouped form; `renamed` maps an old keyword to its field.
-
-    Raises:
-        TypeError: a keyword that names no field (as for any unexpected keyword argument of `where`).
-    """
-    if not legacy:
-        return settings
-    renamed = renamed or {}
-    fields = {renamed.get(k, k): v for k, v in legacy.items()}
-    known = {f.name for f in dataclasses.fields(settings)}
-    unknown = sorted(k for k, f in zip(legacy, fields) if f not in known)
-    if unknown:
-        raise TypeError(f"{where}() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-    grouped = ", ".join(f"{k}=..." for k in fields)
-    warnings.warn(f"{where}({', '.join(f'{k}=...' for k in legacy)}) is deprecated: pass "
-                  f"{type(settings).__name__}({grouped})", DeprecationWarning, stacklevel=3)
-    return dataclasses.replace(settings, **fields)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .latent import DOMAIN_NAMES, check_domain_labels
-from .utils import check_matrix
+from .utils import check_matrix, to_unit_range
 
 DOMAIN_COLORS = {0: "tab:orange", 1: "tab:blue"}  # as in the original t-SNE figure
 # Colours of overlaid point sets: none is a domain colour, so a placed code never reads as data.
@@ -45,8 +45,7 @@ def to_numpy_images(images, value_range: tuple[float, float] = (0.0, 1.0)) -> np
         images = images[:, 0]
     elif images.ndim != 3:
         raise ValueError(f"images must be (H, W), (B, H, W) or (B, 1, H, W), got shape {images.shape}")
-    lo, hi = value_range
-    return np.clip((images - lo) / (hi - lo), 0.0, 1.0)
+    return to_unit_range(images, value_range)
 
 
 def show_grid(

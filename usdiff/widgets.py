@@ -37,11 +37,11 @@ import torch
 
 from .data.phantom import AORTA
 from .experiments import DDIMSteps, Knob
-from .latent import LinearClassifier, as_image_batch
+from .latent import LinearClassifier
 from .metrics.anatomy import count_aortas
 from .model import alphas_cumprod, get_schedule
 from .translate import interpolate, manipulate_z, translate_batches
-from .utils import model_device
+from .utils import as_image_batch, model_device
 from .viz import (
     labelled_toggle,
     plot_embedding,

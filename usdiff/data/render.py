@@ -184,22 +184,17 @@ def _auto_tgc_db(att_db: np.ndarray) -> np.ndarray:
 
 
 def render_sim(phantom: Phantom | np.ndarray, *, freq_mhz: float = 2.0, interface_gain: float = 10.0,
-               dynamic_range_db: float = 40.0, blur: float = 0.7, return_envelope: bool | None = None) -> np.ndarray:
+               dynamic_range_db: float = 40.0, blur: float = 0.7) -> np.ndarray:
     """Clean simulated B-mode image ``(H, W)`` float32 in [0, 1] of a phantom (or label map).
 
     Intensity ``I = (e + interface_gain * R) * T^2 * A / TGC`` with ``e`` the tissue's backscatter
     (its `echogenicity` is the grey level of unattenuated tissue), ``T^2`` the two-way interface
     transmission and ``A`` the two-way attenuation; displayed as
     ``1 + 10 log10(I) / dynamic_range_db`` after light smoothing (`blur`, in polar samples).
-    :func:`render_sim_with_envelope` also returns the amplitude ``sqrt(I)``
-    (``return_envelope=True`` is its deprecated spelling).
+    :func:`render_sim_with_envelope` also returns the amplitude ``sqrt(I)``.
     """
     knobs = {"freq_mhz": freq_mhz, "interface_gain": interface_gain, "dynamic_range_db": dynamic_range_db,
              "blur": blur}
-    if return_envelope is not None:
-        _deprecated_envelope("render_sim")
-        if return_envelope:
-            return render_sim_with_envelope(phantom, **knobs)
     return _render_sim(phantom, envelope=False, **knobs)[0]
 
 
@@ -208,13 +203,6 @@ def render_sim_with_envelope(phantom: Phantom | np.ndarray, *, freq_mhz: float =
     """:func:`render_sim`'s image and the amplitude ``sqrt(I)`` ``(H, W)`` float32 (before log compression)."""
     return _render_sim(phantom, envelope=True, freq_mhz=freq_mhz, interface_gain=interface_gain,
                        dynamic_range_db=dynamic_range_db, blur=blur)
-
-
-def _deprecated_envelope(name: str) -> None:
-    import warnings
-
-    warnings.warn(f"{name}(..., return_envelope=...) is deprecated: {name}(...) returns the image, "
-                  f"{name}_with_envelope(...) the image and the envelope", DeprecationWarning, stacklevel=3)
 
 
 def _render_sim(phantom, *, envelope: bool, freq_mhz: float, interface_gain: float, dynamic_range_db: float,
@@ -332,19 +320,14 @@ class RealPhysics:
 
 
 def render_real(phantom: Phantom | np.ndarray, seed: int, *, settings: OperatorSettings | None = None,
-                deform: bool = True, physics: RealPhysics | None = None,
-                return_envelope: bool | None = None) -> np.ndarray:
+                deform: bool = True, physics: RealPhysics | None = None) -> np.ndarray:
     """Real-like B-mode image ``(H, W)`` float32 in [0, 1] of a phantom (or label map).
 
     `seed` draws the speckle, the operator `settings` (unless given) and the probe-pressure
     deformation (``deform=False`` renders the undeformed anatomy); `physics` holds the renderer's
     fixed knobs (default :class:`RealPhysics`). :func:`render_real_with_envelope` also returns the
-    envelope (``return_envelope=True`` is its deprecated spelling).
+    envelope.
     """
-    if return_envelope is not None:
-        _deprecated_envelope("render_real")
-        if return_envelope:
-            return render_real_with_envelope(phantom, seed, settings=settings, deform=deform, physics=physics)
     return render_real_with_envelope(phantom, seed, settings=settings, deform=deform, physics=physics)[0]
 
 

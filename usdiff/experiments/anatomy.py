@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..latent import as_image_batch
+from ..data import resize_label_maps
 from ..metrics.anatomy import (
     anatomy_score,
     aorta_position_error,
@@ -20,6 +20,7 @@ from ..metrics.anatomy import (
     dark_structure_mask,
     dice,
 )
+from ..utils import as_image_batch
 
 __all__ = ["strip_anatomy", "anatomy_table", "label_maps_at"]
 
@@ -50,7 +51,9 @@ def strip_anatomy(images, label_maps: Mapping[str, np.ndarray], value_range=(-1.
                                          for f in frames])
     masks = dark_structure_mask(frames, value_range=value_range, **settings)
     out["masks"] = masks
-    out["mask_dice_next"] = np.array([dice(masks[k], masks[k + 1]) for k in range(len(masks) - 1)])
+    # two frames with no dark structure at all agree: 1, where dice() says NaN (absent in both)
+    out["mask_dice_next"] = np.nan_to_num(np.array([dice(masks[k], masks[k + 1]) for k in range(len(masks) - 1)]),
+                                          nan=1.0)
     out["jump"] = int(np.argmin(out["mask_dice_next"]))
     return out
 
@@ -80,8 +83,6 @@ def anatomy_table(images, label_maps, value_range=(-1.0, 1.0), **settings) -> di
 def label_maps_at(labels: np.ndarray, n: int, size: int) -> np.ndarray:
     """Label maps ``(n, size, size)`` (nearest resize; one map ``(H, W)`` or ``(1, H, W)`` is repeated
     for a batch of `n`), e.g. for the segmenter of :func:`usdiff.metrics.critics.load_critics`."""
-    from ..metrics.judge import resize_label_maps
-
     labels = labels[None] if labels.ndim == 2 else labels
     if len(labels) == 1 and n > 1:
         labels = np.repeat(labels, n, axis=0)

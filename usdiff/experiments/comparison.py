@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..latent import as_image_batch
 from ..translate import translate_batches
+from ..utils import as_image_batch, to_unit_range
 
 __all__ = ["Knob", "knob_sweep", "pick_balanced", "translation_verdicts", "liver_speckle_snr"]
 
@@ -101,9 +101,7 @@ def liver_speckle_snr(images, labels, value_range=(-1.0, 1.0), min_pixels: int =
     from ..data.phantom import LIVER
     from ..data.render import speckle_snr
 
-    x = as_image_batch(images)[:, 0].double().numpy()
-    lo, hi = value_range
-    x = (x - lo) / (hi - lo)
+    x = to_unit_range(as_image_batch(images)[:, 0].double().numpy(), value_range)
     labels = np.asarray(labels)
     values = []
     for img, lab in zip(x, labels):

@@ -14,8 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..latent import as_image_batch
-from ..utils import check_positive_ints, model_device
+from ..utils import (
+    as_image_batch,
+    check_positive_ints,
+    from_model_range,
+    model_device,
+    to_model_range,
+)
 from .anatomy import label_maps_at
 from .reconstruction import reconstruction_error
 
@@ -110,7 +115,7 @@ def diffae_goals(model, data_dir, critics, settings: GoalSettings = GoalSettings
     """
     from ..data import BuiltinDataset
     from ..metrics.evaluate import diffae_samples
-    from ..metrics.frechet import fid_from_features
+    from ..metrics.frechet import fd_from_features
 
     size = model.config.image_size
     half = settings.n // 2
@@ -121,16 +126,16 @@ def diffae_goals(model, data_dir, critics, settings: GoalSettings = GoalSettings
     labels = np.stack([sims.label_map(i) for i in range(half)] * 2)
     fake = diffae_samples(model, x, steps=settings.steps, seed=settings.seed, progress=progress,
                           prior=settings.prior)   # [0, 1]
-    data = (x + 1) / 2
+    data = from_model_range(x)
     p = critics.p_real(fake)
     src_real = np.r_[np.zeros(half, bool), np.ones(half, bool)]
     seg_fake = critics.anatomy_scores(fake, label_maps_at(labels, len(labels), critics.size))
     seg_data = critics.anatomy_scores(data, label_maps_at(labels, len(labels), critics.size))
     f_data, f_fake = critics.features(data), critics.features(fake)
-    fd_samples = fid_from_features(f_fake, f_data)
-    fd_gap = fid_from_features(f_data[:half], f_data[half:])   # sim vs real-like of the same phantoms
+    fd_samples = fd_from_features(f_fake, f_data)
+    fd_gap = fd_from_features(f_data[:half], f_data[half:])   # sim vs real-like of the same phantoms
     sector = x.mean(0)[0] > -0.9                                  # pixels inside the scan sector
-    tex_data, tex_fake = fine_texture(x, sector), fine_texture(fake * 2 - 1, sector)
+    tex_data, tex_fake = fine_texture(x, sector), fine_texture(to_model_range(fake), sector)
     cut = (np.median(tex_data[:half]) + np.median(tex_data[half:])) / 2
     k = min(settings.n_swap, half)
     rec = reconstruction_error(model, x[:k], steps=settings.recon_steps, progress=progress)

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..latent import LinearClassifier, as_image_batch, encode_images
+from ..latent import LinearClassifier, encode_images
 from ..metrics.c2st import wilson_interval
-from ..metrics.frechet import fid_from_features
+from ..metrics.frechet import fd_from_features
 from ..model import DDIMSteps
 from ..translate import manipulate
-from ..utils import model_device
+from ..utils import as_image_batch, model_device
 from .anatomy import anatomy_table, label_maps_at
 
 __all__ = ["DDIMSteps", "manipulation_sweep", "sweep_metrics"]
@@ -103,7 +103,7 @@ def sweep_metrics(model, sweep: dict, judge: LinearClassifier, label_maps, real_
             z_img = encode_images(model, ims[k], batch_size=batch_size)
             m["p_image"][k] = judge.predict_proba(z_img)[:, 1].mean()
             if real_z is not None and len(z_img) >= 2:
-                m["fd_real"][k] = fid_from_features(z_img, real_z)
+                m["fd_real"][k] = fd_from_features(z_img, real_z)
             table = anatomy_table(ims[k], label_maps, value_range=value_range, **settings)
             errors = table["aorta_error_px"][np.isfinite(table["aorta_error_px"])]
             m["aorta_count"][k] = table["aorta_count"].mean()

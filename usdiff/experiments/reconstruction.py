@@ -6,8 +6,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from ..latent import as_image_batch
-from ..utils import model_device
+from ..utils import as_image_batch, model_device
 
 __all__ = ["reconstruction_error"]
 

@@ -17,16 +17,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.augment import CRITIC_APPEARANCE, augment_appearance
-from ..data.datasets import load_builtin_arrays, resize_label_maps
+from ..data.datasets import resize_label_maps
 from ..data.phantom import NUM_LABELS
-from ..utils import as_image_batch, check_positive_ints, settings_with
+from ..utils import as_image_batch, check_positive_ints
 from .critics import AnatomySegmenter, DomainCritic
 
-__all__ = ["TrainSettings", "CRITIC_TRAINING", "SEGMENTER_TRAINING", "load_builtin_arrays", "train_domain_critic",
+__all__ = ["TrainSettings", "CRITIC_TRAINING", "SEGMENTER_TRAINING", "train_domain_critic",
            "train_segmenter", "TrainLog"]
-
-# the keyword arguments of the training functions before they took a TrainSettings
-_LEGACY_NAMES = {"steps": "train_steps", "augment_images": "augment"}
 
 
 @dataclass(frozen=True)
@@ -78,16 +75,14 @@ def _step(opt, loss: torch.Tensor, log: TrainLog) -> None:
 
 
 def train_domain_critic(sim: torch.Tensor, real: torch.Tensor, size: int,
-                        training: TrainSettings = CRITIC_TRAINING, *, progress: bool = True,
-                        **legacy) -> tuple[DomainCritic, TrainLog]:
+                        training: TrainSettings = CRITIC_TRAINING, *, progress: bool = True
+                        ) -> tuple[DomainCritic, TrainLog]:
     """Train a :class:`DomainCritic` on sim (label 0) vs real (label 1) images ``(N, 1, S, S)`` in [-1, 1].
 
     Balanced batches (half sim, half real), AdamW with warm-up and cosine decay, BCE loss; the
-    augmentation shifts by up to ``size / 16`` px. ``steps=``, ``batch_size=``, ``lr=``,
-    ``width=``, ``seed=`` and ``augment_images=`` are deprecated spellings of `training`'s fields.
-    Returns the model (eval mode, CPU) and its training log.
+    augmentation shifts by up to ``size / 16`` px. Returns the model (eval mode, CPU) and its training log.
     """
-    t = settings_with(training, legacy, "train_domain_critic", _LEGACY_NAMES)
+    t = training
     sim, real = as_image_batch(sim, "sim"), as_image_batch(real, "real")
     torch.manual_seed(t.seed)
     g = torch.Generator().manual_seed(t.seed)
@@ -120,18 +115,16 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def train_segmenter(images: torch.Tensor, labels, size: int, training: TrainSettings = SEGMENTER_TRAINING, *,
-                    num_classes: int = NUM_LABELS, progress: bool = True, desc: str = "segmenter",
-                    **legacy) -> tuple[AnatomySegmenter, TrainLog]:
+                    num_classes: int = NUM_LABELS, progress: bool = True, desc: str = "segmenter"
+                    ) -> tuple[AnatomySegmenter, TrainLog]:
     """Train an :class:`AnatomySegmenter` on images ``(N, 1, S, S)`` in [-1, 1] and label maps ``(N, S, S)``.
 
     Loss: class-weighted cross-entropy (inverse sqrt frequency) + soft Dice over the classes;
     appearance augmentation (gain, gamma, blur, noise; no shift, which would move the labels).
     Images and label maps of another side than `size` are resized to it (bilinear; labels by
-    :func:`usdiff.data.resize_label_maps`). ``steps=``, ``batch_size=``, ``lr=``, ``width=``,
-    ``seed=`` and ``augment_images=`` are deprecated spellings of `training`'s fields.
-    Returns the model (eval mode, CPU) and its training log.
+    :func:`usdiff.data.resize_label_maps`). Returns the model (eval mode, CPU) and its training log.
     """
-    t = settings_with(training, legacy, "train_segmenter", _LEGACY_NAMES)
+    t = training
     images = as_image_batch(images, "images")
     labels = torch.as_tensor(labels)
     if labels.shape != (images.shape[0], *images.shape[2:]):

@@ -18,7 +18,6 @@ from ..model.diffae import check_prior
 from ..utils import (
     as_image_batch,
     from_model_range,
-    settings_with,
     to_model_range,
     to_unit_range,
     unit_images,
@@ -123,7 +122,7 @@ def report_table(rows: dict[str, dict], kid_scale: float = 1e3) -> str:
 
 def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2",
                 weights: str | Path | None = None, n: int = 1200, *, kid_subsets: int = 100,
-                options: FolderOptions | None = None, progress: bool = True, **legacy) -> dict:
+                options: FolderOptions | None = None, progress: bool = True) -> dict:
     """FID and KID between two image folders (the first `n` images of each, sorted by name).
 
     Uses :class:`InceptionFeatures` with local weights only; ``layer="pool2"`` (192-d) is the
@@ -132,8 +131,7 @@ def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2"
     Images of any size and mode are read as grayscale and brought to the size of the first real
     image (its longer side, square; ``options.fit`` ``"pad"`` or ``"crop"`` as everywhere in the
     CLI). `options` (:class:`usdiff.io.FolderOptions`; default batches of 50) gives the feature
-    batch size, the fit and the device; ``device=``, ``fit=`` and ``batch_size=`` are its
-    deprecated spellings.
+    batch size, the fit and the device.
 
     Returns:
         :func:`distance_report`'s dict plus ``real``, ``fake``, ``layer`` and ``weights``.
@@ -142,8 +140,7 @@ def fid_folders(real_dir: str | Path, fake_dir: str | Path, layer: str = "pool2"
         FileNotFoundError: if a folder or the Inception weights are missing (with instructions).
         ValueError: if a folder has no images, or a file is not a readable image (names it).
     """
-    options = settings_with(options if options is not None else FolderOptions(batch_size=50), legacy,
-                            "fid_folders")
+    options = options if options is not None else FolderOptions(batch_size=50)
     side = max(image_shape(list_images(real_dir, what="real_dir")[0]))
     real = USImageFolder(real_dir, size=side, fit=options.fit, n=n, value_range=(0.0, 1.0), what="real_dir")
     fake = USImageFolder(fake_dir, size=side, fit=options.fit, n=n, value_range=(0.0, 1.0), what="fake_dir")

@@ -6,7 +6,7 @@ The Fréchet (2-Wasserstein) distance between ``N(mu1, S1)`` and ``N(mu2, S2)`` 
 
 :func:`fd_from_features` fits the Gaussians to two feature (or code) matrices and returns this
 distance: FID when the features are InceptionV3's, FD-US for the ultrasound critics' features, FSD
-for DiffAE codes (``fid_from_features`` is its older name). Everything here runs in float64 with NumPy
+for DiffAE codes. Everything here runs in float64 with NumPy
 only (no SciPy at run time): ``tr((S1 S2)^{1/2})`` is the sum of the square roots of the
 eigenvalues of the symmetric positive semi-definite matrix ``L^T S2 L`` with ``S1 = L L^T``,
 which avoids the non-symmetric matrix square root (and its spurious imaginary parts).
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..utils import as_float64, check_matrix
 
-__all__ = ["GaussianStats", "frechet_distance", "trace_sqrt_product", "fd_from_features", "fid_from_features",
+__all__ = ["GaussianStats", "frechet_distance", "trace_sqrt_product", "fd_from_features",
            "PolynomialKernel", "kid"]
 
 
@@ -226,7 +226,6 @@ def fd_from_features(features1, features2, eps: float = 1e-6) -> float:
     return GaussianStats.from_features(f1).frechet_distance(GaussianStats.from_features(f2), eps=eps)
 
 
-fid_from_features = fd_from_features   # the older name (FID is the case of Inception features)
 
 
 @dataclass(frozen=True)

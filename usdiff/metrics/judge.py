@@ -34,7 +34,7 @@ from .critics import Critics, load_critics, nearest_critic_size
 from .frechet import fd_from_features, kid
 
 __all__ = ["EVALUATE_KEYS", "evaluate_images", "builtin_reference", "evaluate_folders", "read_label_maps",
-           "resize_label_maps", "judge_rows", "judge_table", "fd_us_folders"]
+           "judge_rows", "judge_table", "fd_us_folders"]
 
 EVALUATE_KEYS = ("fd", "fd_floor", "fd_gap", "kid", "c2st_acc", "c2st_ci", "p_real_mean",
                  "dice_mean", "dice_aorta", "one_aorta_rate")

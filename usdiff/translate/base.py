@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from ..latent import encode_images
 from ..model.io import load_model
-from ..utils import model_device
+from ..utils import as_image_batch, model_device
 
 __all__ = ["FitData", "Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method",
            "check_images", "method_file_format", "translate_batches"]
@@ -99,16 +99,9 @@ def get_method(name: str, **settings) -> Translator:
 
 
 def check_images(x, name: str = "x") -> torch.Tensor:
-    """`x` as a float ``(B, 1, H, W)`` tensor in [-1, 1]; a clear error otherwise."""
-    if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[1] != 1 or len(x) == 0:
-        raise ValueError(f"{name} must be a non-empty (B, 1, H, W) image batch, got shape {tuple(x.shape)}")
-    if not torch.isfinite(x).all() or x.min() < -1.001 or x.max() > 1.001:
-        raise ValueError(f"{name} must hold finite values in [-1, 1] (the model range)")
-    return x.float()
+    """`x` as a float ``(B, 1, H, W)`` tensor in [-1, 1] (:func:`usdiff.utils.as_image_batch`); a clear error
+    naming `name` otherwise."""
+    return as_image_batch(x, name, value_range=(-1.0, 1.0))
 
 
 class Translator:

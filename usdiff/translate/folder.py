@@ -14,13 +14,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data import BuiltinDataset
+from ..data import BuiltinDataset, USImageFolder
 from ..data.datasets import image_shape
 from ..io import (
     FolderOptions,
     announce_resize,
     check_outputs,
-    open_image_folder,
     output_names,
     save_batch,
 )
@@ -64,7 +63,7 @@ def unpaired_training_data(data_dir, size: int, n: int | None = 4000, seed: int 
         if not (root / domain).is_dir():
             raise FileNotFoundError(f"{root} holds neither a built-in data set (manifest.json) nor the folders "
                                     f"{root / 'sim'} and {root / 'real'} of your own images")
-        ds = open_image_folder(root / domain, size, fit, domain=domain)
+        ds = USImageFolder(root / domain, domain=domain, size=size, fit=fit)
         idx = np.arange(len(ds))
         if per is not None and per < len(idx):
             idx = np.sort(rng.choice(idx, size=per, replace=False))
@@ -175,7 +174,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
     else:
         model = None
     size = method.input_size(model)
-    dataset = open_image_folder(images_dir, size, opts.fit, domain="sim")   # lists, validates, [-1, 1]
+    dataset = USImageFolder(images_dir, domain="sim", size=size, fit=opts.fit)   # lists, validates, [-1, 1]
     files = list(dataset.files)
     names = output_names(files)
     check_outputs(out_dir, names, opts.overwrite, inputs_dir=images_dir)

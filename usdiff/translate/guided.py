@@ -31,11 +31,13 @@ anatomy segmenter of :mod:`usdiff.metrics.critics` that judges the results.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..metrics.critic_training import train_segmenter
+from ..metrics.critic_training import SEGMENTER_TRAINING, train_segmenter
 from ..metrics.critics import AnatomySegmenter
 from ..utils import check_positive_ints, model_device
 from .base import check_images, register
@@ -87,8 +89,9 @@ class GuidedTranslator(SDEditTranslator):
         return self._train_guide(sim, _check_labels(sim_labels, sim), seed + 1, progress)
 
     def _train_guide(self, sim: torch.Tensor, labels: torch.Tensor, seed: int, progress: bool) -> GuidedTranslator:
-        self.guide_, _ = train_segmenter(sim, labels, size=sim.shape[-1], steps=self.guide_steps, seed=seed,
-                                         width=self.guide_width, progress=progress, desc="guide segmenter")
+        training = replace(SEGMENTER_TRAINING, train_steps=self.guide_steps, width=self.guide_width, seed=seed)
+        self.guide_, _ = train_segmenter(sim, labels, sim.shape[-1], training, progress=progress,
+                                         desc="guide segmenter")
         return self
 
     def state_dict(self) -> dict:
