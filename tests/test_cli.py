@@ -20,14 +20,16 @@ def test_parser_knows_every_command():
 
 
 def test_parser_rejects_unknown_choices(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["train", "--config", "huge", "--data", "d", "--out", "r"])
+    assert exit_.value.code == 2
     assert "invalid choice: 'huge'" in capsys.readouterr().err
 
 
 def test_sample_needs_a_source_of_z_sem(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["sample", "--ckpt", "c", "--out", "o"])
+    assert exit_.value.code == 2
     assert "one of the arguments --data --images is required" in capsys.readouterr().err
 
 
@@ -41,8 +43,9 @@ def test_missing_checkpoint_is_a_clean_error(tmp_path, capsys):
 
 
 def test_translate_names_the_method_choices_and_refuses_foreign_knobs(capsys, tmp_path):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "pix2pix"])
+    assert exit_.value.code == 2
     assert "invalid choice: 'pix2pix'" in capsys.readouterr().err
     rc = main(["translate", "--ckpt", "c", "--images", "i", "--out", "o", "--method", "transport", "--t0", "0.5"])
     assert rc == 2

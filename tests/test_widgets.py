@@ -272,7 +272,7 @@ def test_manipulation_widget_scores_with_the_judge_and_the_critics(model, classi
     assert (w.controls["alpha"].min, w.controls["alpha"].max, w.controls["alpha"].step) == (-0.5, 0.5, 0.1)
     w.controls["classifier"].value = "MSE"                 # the judge, not the selected classifier, scores the code
     assert w.state["p_real"] == pytest.approx(float(classifiers["bce"].predict_proba(w.state["z"].double().numpy())[0, 1]))
-    assert w.state["p_image"] == pytest.approx(float(((w.state["manipulated"] + 1) / 2).mean()))
+    assert w.state["p_critic"] == pytest.approx(float(((w.state["manipulated"] + 1) / 2).mean()))
     assert w.state["dice_aorta"] == 0.5 and isinstance(w.state["aorta_count"], int)
     fig = manipulation_figure(w.state, images(1, seed=5)[0])
     assert len(fig.axes) == 5                              # 4 panels and the colour bar of the difference

@@ -424,7 +424,7 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         a ``VBox``; ``.controls``: ``image``, ``classifier`` and ``alpha``; ``.state`` the last view:
         ``image`` name, ``classifier`` name, ``alpha``, ``z`` (moved code), ``x_T``, ``recon`` and
         ``manipulated`` ``(1, 1, H, W)``, ``change`` (mean ``|manipulated - recon|``), ``p_real`` (of
-        the code), ``p_image`` (critic on the decoded image; None without critics), ``dice_aorta``
+        the code), ``p_critic`` (the domain critic on the decoded image, as in ``sweep_metrics``; None without critics), ``dice_aorta``
         and ``aorta_count`` (None without label maps).
     """
     import ipywidgets as widgets
@@ -473,9 +473,9 @@ def manipulation_widget(model, images: Mapping[str, torch.Tensor], classifiers: 
         state = {"image": name, "classifier": cname, "alpha": a, "z": z_new.cpu(), "x_T": x_T.cpu(), "recon": recon,
                  "manipulated": out, "change": float((out - recon).abs().mean()),
                  "p_real": float((judge or classifiers[cname]).predict_proba(z_new.double().cpu().numpy())[0, 1]),
-                 "p_image": None, "dice_aorta": None, "aorta_count": None}
+                 "p_critic": None, "dice_aorta": None, "aorta_count": None}
         if critics is not None:
-            state["p_image"] = float(critics.p_real(out, (-1.0, 1.0))[0])
+            state["p_critic"] = float(critics.p_real(out, (-1.0, 1.0))[0])
             if label_maps is not None:
                 seg = critics.anatomy_scores(out, label_maps[name][None], (-1.0, 1.0))
                 state["dice_aorta"] = float(seg["per_image"][0, AORTA])
@@ -508,8 +508,8 @@ def manipulation_figure(state: Mapping, twin=None):
     for ax in axes:
         ax.axis("off")
     facts = [f"P(real) of the code {state['p_real']:.2f}"]
-    if state["p_image"] is not None:
-        facts.append(f"critic P(real) of the image {state['p_image']:.2f}")
+    if state["p_critic"] is not None:
+        facts.append(f"critic P(real) of the image {state['p_critic']:.2f}")
     if state["dice_aorta"] is not None:
         facts.append(f"aorta Dice {state['dice_aorta']:.2f}")
     if state["aorta_count"] is not None:
