@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from zmodels import tiny_z_model
+from zmodels import tiny_z_model, toy_classifiers
 
 from usdiff.data import TISSUES
 from usdiff.experiments import (
@@ -25,7 +25,7 @@ from usdiff.experiments import (
     sweep_metrics,
     z_swap_ratio,
 )
-from usdiff.latent import encode_dataset, encode_images, train_linear_classifier
+from usdiff.latent import encode_dataset, encode_images
 from usdiff.metrics.c2st import wilson_interval
 from usdiff.model import DiffAE, get_config
 from usdiff.translate import manipulate, manipulate_z
@@ -48,11 +48,7 @@ def images(n, seed=0, size=SIZE):
 @pytest.fixture(scope="module")
 def classifiers(model):
     """BCE and MSE classifiers on the random model's codes of two kinds of images."""
-    dark, bright = images(24, 1) * 0.2 - 0.6, images(24, 2) * 0.2 + 0.6
-    z = encode_images(model, torch.cat([dark, bright]))
-    y = np.repeat([0, 1], 24)
-    return {loss: train_linear_classifier(z, y, loss=loss, lr=1e-2, epochs=5, progress=False, device="cpu")[0]
-            for loss in ("bce", "mse")}
+    return toy_classifiers(model, images)
 
 
 class ListDataset:

@@ -7,11 +7,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from zmodels import tiny_z_model
+from zmodels import tiny_z_model, toy_classifiers
 
 from usdiff.data import TISSUES
 from usdiff.experiments import DDIMSteps
-from usdiff.latent import encode_images, train_linear_classifier
 from usdiff.model import alphas_cumprod, get_schedule
 from usdiff.translate import interpolate, manipulate_z
 from usdiff.widgets import (
@@ -58,11 +57,7 @@ def label_map(cy, cx, rad):
 @pytest.fixture(scope="module")
 def classifiers(model):
     """BCE and MSE classifiers on the test model's codes of dark and bright images."""
-    dark, bright = images(24, 1) * 0.2 - 0.6, images(24, 2) * 0.2 + 0.6
-    z = encode_images(model, torch.cat([dark, bright]))
-    y = np.repeat([0, 1], 24)
-    return {loss: train_linear_classifier(z, y, loss=loss, lr=1e-2, epochs=5, progress=False, device="cpu")[0]
-            for loss in ("bce", "mse")}
+    return toy_classifiers(model, images)
 
 
 def test_snr_closed_form_and_schedules():

@@ -27,3 +27,17 @@ def tiny_z_model(size: int = 32, seed: int = 0) -> nn.Module:
     cfg, _ = get_config("tiny")
     torch.manual_seed(seed)
     return z_dependent(DiffAE.from_config(dataclasses.replace(cfg, image_size=size)))
+
+
+def toy_classifiers(model, images) -> dict:
+    """BCE and MSE sim-vs-real classifiers on `model`'s codes of 24 dark (class 0) and 24 bright
+    (class 1) images drawn by ``images(n, seed)``."""
+    import numpy as np
+
+    from usdiff.latent import encode_images, train_linear_classifier
+
+    dark, bright = images(24, 1) * 0.2 - 0.6, images(24, 2) * 0.2 + 0.6
+    z = encode_images(model, torch.cat([dark, bright]))
+    y = np.repeat([0, 1], 24)
+    return {loss: train_linear_classifier(z, y, loss=loss, lr=1e-2, epochs=5, progress=False, device="cpu")[0]
+            for loss in ("bce", "mse")}
