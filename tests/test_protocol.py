@@ -105,13 +105,15 @@ def test_every_method_has_the_same_fit_signature():
 def test_capabilities_replace_checks_on_the_name(model, codes):
     assert [n for n, c in sorted(METHODS.items()) if not c.needs_diffae] == ["cyclegan"]
     assert [n for n, c in sorted(METHODS.items()) if c.needs_labels] == ["guided"]
+    assert GuidedTranslator(scale=1.0).reads_labels and not GuidedTranslator(scale=0.0).reads_labels
+    assert not SDEditTranslator().reads_labels
     assert TransportTranslator().input_size(model) == SIZE
     cg = CycleGANTranslator(train_steps=1, train_batch_size=2, width=4, blocks=1).fit(None, images(4), images(4))
     assert cg.input_size() == SIZE
 
     class Labelled(SDEditTranslator):          # another name: translate_batches still hands it the labels
         name = "labelled"
-        needs_labels = True
+        reads_labels = True
         seen = []
 
         def translate(self, model, x, generator=None, progress=False, labels=None):
@@ -160,6 +162,9 @@ def test_a_method_file_records_its_checkpoint_and_refuses_another(tmp_path, mode
     ckpt = save_pretrained(other, tmp_path / "other.pt", half=False)
     with pytest.raises(ValueError, match="fingerprint"):
         resolve_method("transport", ckpt, fitted=path)
+    # the same weights in a half-precision pretrained file are the same model
+    mine = save_pretrained(model, tmp_path / "mine.pt", half=True)
+    assert resolve_method("transport", mine, fitted=path).checkpoint_ == model.fingerprint()
 
 
 def test_files_of_the_earlier_formats_still_load(tmp_path, codes):
@@ -276,7 +281,7 @@ def test_the_cyclegan_needs_no_checkpoint_and_other_methods_say_they_need_one(wo
     assert translate(world, "cyclegan", "cg_file", "--fitted", fitted) == 0
     capsys.readouterr()
     assert translate(world, "cyclegan", "cg_none") == 2
-    assert "no fitted 'cyclegan' method: give a fitted file (--fitted) or a data set" in capsys.readouterr().err
+    assert "no fitted 'cyclegan' method: give a fitted file (fitted=, CLI --fitted) or a" in capsys.readouterr().err
     assert main(["translate", "--images", str(world["sim"]), "--out", str(world["root"] / "x"),
                  "--method", "transport"]) == 2
     assert "method 'transport' works with a DiffAE: give its checkpoint" in capsys.readouterr().err
@@ -289,3 +294,27 @@ def test_a_checkpoint_that_is_not_a_diffae_is_named_as_such(world, tmp_path, cap
                  "--method", "transport"]) == 2
     err = capsys.readouterr().err
     assert "critics.pt is not a DiffAE checkpoint (it holds usdiff.critics/1)" in err and "no fitted" not in err
+
+
+def test_alpha_zero_leaves_the_codes_exactly_as_they_are(codes):
+    from usdiff.translate import manipulate_z
+
+    clf = ClassifierTranslator().fit_codes(*codes).classifier_
+    z = torch.as_tensor(codes[0][:5], dtype=torch.float32)
+    assert torch.equal(manipulate_z(z, clf, 0.0), z) and manipulate_z(z, clf, 0.0) is not z
+    assert not torch.equal(manipulate_z(z, clf, 1e-3), z)
+
+
+def test_a_fitted_file_and_a_data_set_together_are_refused(world, capsys):
+    assert translate(world, "transport", "both", "--fitted", world["root"] / "transport.pt",
+                     "--data", world["data"]) == 2
+    assert "either a fitted file (fitted=, CLI --fitted) or a data set" in capsys.readouterr().err
+
+
+def test_guided_asks_for_the_label_maps_before_it_starts(world, tmp_path, capsys):
+    ckpt = ["--ckpt", str(world["ckpt"])]
+    assert main(["translate", *ckpt, "--images", str(world["sim"]), "--out", str(tmp_path / "o"), "--method",
+                 "guided", "--fitted", str(world["root"] / "guided.pt")]) == 2
+    assert "reads the label maps of its inputs" in capsys.readouterr().err and not (tmp_path / "o").exists()
+    assert main(["translate", *ckpt, "--images", str(world["sim"]), "--out", str(tmp_path / "o0"), "--method",
+                 "guided", "--fitted", str(world["root"] / "guided.pt"), "--scale", "0", "--steps", "4"]) == 0

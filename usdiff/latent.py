@@ -155,15 +155,15 @@ class ZNormalizer:
 
     @property
     def dim(self) -> int:
-        self._check_fitted()
+        self.check_fitted()
         return len(self.mean_)
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if not hasattr(self, "mean_"):
             raise RuntimeError("this ZNormalizer is not fitted yet; call fit(z) first")
 
     def _params_like(self, z):
-        self._check_fitted()
+        self.check_fitted()
         if z.shape[-1] != len(self.mean_):
             raise ValueError(f"z must have {len(self.mean_)} columns (fitted dimension), got shape {tuple(z.shape)}")
         if isinstance(z, torch.Tensor):
@@ -189,7 +189,7 @@ class ZNormalizer:
 
     def state_dict(self) -> dict:
         """Plain tensors (loadable with ``torch.load(weights_only=True)``)."""
-        self._check_fitted()
+        self.check_fitted()
         return {"mean": torch.from_numpy(self.mean_.copy()), "std": torch.from_numpy(self.std_.copy()),
                 "zero_std": torch.from_numpy(self.zero_std_.copy()), "eps": self.eps}
 
@@ -295,7 +295,7 @@ class LinearClassifier:
         if len(np.unique(y)) < 2:
             raise ValueError("y must contain both classes 0 (sim) and 1 (real)")
         if normalizer is not None:
-            normalizer._check_fitted()
+            normalizer.check_fitted()
             if normalizer.dim != z.shape[1]:
                 raise ValueError(f"normalizer was fitted on {normalizer.dim}-d codes but z is {z.shape[1]}-d")
             self.normalizer_ = normalizer
@@ -342,7 +342,7 @@ class LinearClassifier:
     def _threshold(self) -> float:
         return 0.0 if self.loss == "bce" else 0.5
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if not hasattr(self, "weight_"):
             raise RuntimeError("this LinearClassifier is not fitted yet; call fit(z, y) first")
 
@@ -352,7 +352,7 @@ class LinearClassifier:
     def decision_function(self, z) -> np.ndarray:
         """Raw logit ``s = w . normalize(z) + b`` ``(N,)``; class 1 (real) when ``s`` exceeds
         the threshold (0 for BCE, 0.5 for MSE, whose logit regresses the 0/1 label)."""
-        self._check_fitted()
+        self.check_fitted()
         z = _check_z(z, "z")
         if z.shape[1] != len(self.weight_):
             raise ValueError(f"z must have {len(self.weight_)} columns, got shape {z.shape}")
@@ -381,14 +381,14 @@ class LinearClassifier:
     @property
     def direction(self) -> torch.Tensor:
         """Unit vector ``w / |w|`` ``(D,)`` (float32, CPU) in *normalised* z space; pointing to real."""
-        self._check_fitted()
+        self.check_fitted()
         w = torch.from_numpy(self.weight_)
         return (w / w.norm().clamp_min(1e-12)).float()
 
     # -- persistence --
     def state_dict(self) -> dict:
         """Weights, settings and the normaliser as plain tensors and numbers."""
-        self._check_fitted()
+        self.check_fitted()
         return {"loss": self.loss, "weight": torch.from_numpy(self.weight_.copy()), "bias": self.bias_,
                 "settings": {"lr": self.lr, "epochs": self.epochs, "batch_size": self.batch_size,
                              "seed": self.seed, "normalize": self.normalize},

@@ -545,8 +545,9 @@ def train(config: str | tuple[DiffAEConfig, TrainConfig] = "tiny", data_dir: str
         train_cfg = dataclasses.replace(train_cfg, **train_overrides)
     existing = Path(out_dir) / "ckpt.pt"
     if existing.exists() and start == "new":
-        raise FileExistsError(f"{existing} exists: pass --resume to continue that run, --overwrite to start "
-                              "afresh (it is replaced), or choose another --out")
+        raise FileExistsError(f"{existing} exists: pass start='resume' (CLI --resume) to continue that run, "
+                              "start='overwrite' (--overwrite) to start afresh (it is replaced), or choose another "
+                              "out_dir (--out)")
     seed_everything(train_cfg.seed)
     dataset = training_dataset(data_dir, model_cfg.image_size, fit)
     model = DiffAE.from_config(model_cfg)

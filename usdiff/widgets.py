@@ -41,6 +41,7 @@ from .latent import LinearClassifier
 from .metrics.anatomy import count_aortas
 from .model import alphas_cumprod, get_schedule
 from .translate import interpolate, manipulate_z, translate_batches
+from .translate.paths import as_one_image
 from .utils import as_image_batch, model_device
 from .viz import (
     labelled_toggle,
@@ -65,10 +66,9 @@ def snr(alpha_bar):
 
 
 def _one_image(image) -> torch.Tensor:
-    x = torch.as_tensor(image, dtype=torch.float32)
-    while x.ndim < 4:
-        x = x[None]
-    if x.shape[:2] != (1, 1):
+    """One grey image as ``(1, 1, H, W)`` float32 (:func:`usdiff.translate.paths.as_one_image`, one channel)."""
+    x = as_one_image(image, "image").float()
+    if x.shape[1] != 1:
         raise ValueError(f"image must be one grey image (H, W), (1, H, W) or (1, 1, H, W), got {tuple(x.shape)}")
     return x
 

@@ -66,7 +66,7 @@ def anatomy_table(images, label_maps, value_range=(-1.0, 1.0), **settings) -> di
 
     Returns:
         dict of ``(B,)`` arrays: ``aorta_count``, ``aorta_found``, ``aorta_error_px``,
-        ``extra_blobs``, ``aorta_dice``, ``vessel_dice`` and ``one_aorta`` (count == 1).
+        ``extra_blobs``, ``dice_aorta``, ``dice_vessels`` and ``one_aorta`` (count == 1).
     """
     x = as_image_batch(images)
     labs = np.asarray(label_maps)

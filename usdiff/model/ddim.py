@@ -138,19 +138,17 @@ class DDIMScheduler:
         """The model output that stands for noise `eps` at (x_t, t) (inverse of :meth:`split`'s eps),
         for guidance that edits eps.
 
-        For v: ``v = (eps - sqrt(1 - abar) x_t) / sqrt(abar)`` (eps = sqrt(1 - abar) x_t + sqrt(abar) v
-        solved for v), which needs ``alpha_bar_t > 0``: at abar = 0, x_t is pure noise and eps = x_t
-        whatever v is.
+        For v: the target of the x_0 that `eps` implies, ``v = sqrt(abar) eps - sqrt(1 - abar) x0(eps)``,
+        which needs ``alpha_bar_t > 0``: at abar = 0, x_t is pure noise and eps = x_t whatever v is.
 
         Raises:
             ValueError: for v at a timestep where alpha_bar is 0.
         """
         if self.prediction == "eps":
             return eps
-        ab = self.alpha_bar(t, x_t)
-        if (ab == 0).any():
+        if (self.alpha_bar(t, x_t) == 0).any():
             raise ValueError(f"at t={t} alpha_bar is 0: eps = x_t there, so no v output stands for another eps")
-        return (eps - (1 - ab).sqrt() * x_t) / ab.sqrt()
+        return self.target(self.predict_x0(eps, t, x_t), eps, t)
 
     # ---- training -----------------------------------------------------------------------------
 

@@ -84,12 +84,13 @@ class DiffAE(nn.Module):
 
     def fingerprint(self) -> str:
         """A short identity of the weights: the first 16 hex digits of the SHA-256 of every tensor of
-        :meth:`state_dict` (in float32, by name). Two models decode alike if and only if (up to hash
-        collisions) their fingerprints agree; fitted translation methods record it."""
+        :meth:`state_dict` by name, floating-point ones rounded to float16 (the precision of a pretrained
+        file), so a model, its training checkpoint and its ``save_pretrained`` file share one
+        fingerprint; fitted translation methods record it."""
         h = hashlib.sha256()
         for name, value in sorted(self.state_dict().items()):
             t = value.detach().cpu()
-            t = t.float() if t.is_floating_point() else t
+            t = t.half() if t.is_floating_point() else t
             h.update(name.encode())
             h.update(str(tuple(t.shape)).encode())
             h.update(t.contiguous().numpy().tobytes())

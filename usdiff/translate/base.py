@@ -177,7 +177,7 @@ class Translator:
     def fitted(self) -> bool:
         return all(getattr(self, k, None) is not None for k in self.fitted_attrs)
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
         if not self.fitted:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load_method()")
 
@@ -220,6 +220,11 @@ class Translator:
     def _fit_codes(self, z_sim: np.ndarray, z_real: np.ndarray, seed: int, progress: bool) -> None:
         raise NotImplementedError(f"{type(self).__name__} fits on images, not codes; call fit()")
 
+    @property
+    def reads_labels(self) -> bool:
+        """Whether :meth:`translate` reads the inputs' label maps (``labels=``) with these knobs."""
+        return False
+
     # ---- the model a method belongs to ------------------------------------------------------------
 
     def input_size(self, model=None) -> int:
@@ -228,7 +233,7 @@ class Translator:
             if model is None:
                 raise ValueError(f"method {self.name!r} needs the DiffAE: pass model=")
             return int(model.config.image_size)
-        self._check_fitted()
+        self.check_fitted()
         return int(self.size_)
 
     def check_model(self, model) -> None:
@@ -240,8 +245,8 @@ class Translator:
         recorded = getattr(self, "checkpoint_", None)
         if not self.needs_diffae or recorded is None or model is None:
             return
-        if getattr(self, "_checked_model", None) is model:
-            return
+        if getattr(self, "_checked_model", None) is model:     # checked already (weights changed in place since
+            return                                              # are not seen: call fingerprint() yourself)
         actual = model.fingerprint()
         if actual != recorded:
             raise ValueError(f"this {self.name!r} method was fitted on the DiffAE with fingerprint {recorded}, "
@@ -260,7 +265,7 @@ class Translator:
         raise NotImplementedError
 
     def _prepare(self, model, x) -> torch.Tensor:
-        self._check_fitted()
+        self.check_fitted()
         x = check_images(x)
         if self.needs_diffae:
             size = self.input_size(model)
@@ -273,7 +278,7 @@ class Translator:
 
     def state_dict(self) -> dict:
         """Fitted state (name -> tensors and plain values) as saved by :func:`save_method`."""
-        self._check_fitted()
+        self.check_fitted()
         return {k: getattr(self, k) for k in self.fitted_attrs}
 
     def load_state_dict(self, state: dict) -> Translator:
@@ -289,7 +294,7 @@ def translate_batches(method: Translator, model, x, *, labels=None, batch_size: 
                       progress: bool = False) -> torch.Tensor:
     """`x` ``(N, 1, H, W)`` translated by a fitted method in batches (CPU result).
 
-    `labels` ``(N, H, W)`` go to the methods that read them (``needs_labels``); the noise of
+    `labels` ``(N, H, W)`` go to the methods that read them (``reads_labels``); the noise of
     stochastic methods comes from one generator seeded `seed`, drawn batch after batch.
     """
     if not isinstance(method, Translator):
@@ -298,7 +303,7 @@ def translate_batches(method: Translator, model, x, *, labels=None, batch_size: 
     device = model_device(model) if model is not None else torch.device("cpu")
     out = []
     for i in tqdm(range(0, len(x), batch_size), desc=f"translate ({method.name})", disable=not progress, leave=False):
-        extra = {"labels": np.asarray(labels[i:i + batch_size])} if method.needs_labels and labels is not None else {}
+        extra = {"labels": np.asarray(labels[i:i + batch_size])} if method.reads_labels and labels is not None else {}
         out.append(method.translate(model, x[i:i + batch_size].to(device), generator=g, **extra).cpu())
     return torch.cat(out)
 
@@ -312,7 +317,7 @@ def save_method(path, method: Translator, overwrite: bool = False, **meta) -> Pa
     """
     if not isinstance(method, Translator):
         raise ValueError(f"method must be a Translator, got {type(method).__name__}")
-    method._check_fitted()
+    method.check_fitted()
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; choose another path or pass overwrite=True (CLI --overwrite)")

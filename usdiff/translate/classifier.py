@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..data import BuiltinDataset, TwoDomainDataset
-from ..latent import LinearClassifier, ZNormalizer, encode_dataset, train_linear_classifier
+from ..latent import LOSSES, LinearClassifier, ZNormalizer, encode_dataset, train_linear_classifier
 from ..model import DDIMSteps
 from ..utils import check_positive_ints, get_device
 from ..utils import model_device as _model_device
@@ -62,6 +62,8 @@ def manipulate_z(z, direction, alpha: float, normalizer: ZNormalizer | None = No
     zt = torch.as_tensor(np.asarray(z, dtype=np.float64)) if as_numpy else z
     if zt.shape[-1] != len(w):
         raise ValueError(f"z has {zt.shape[-1]} dimensions but direction has {len(w)}")
+    if float(alpha) == 0.0:          # exactly the codes themselves (no normalise / restore round trip)
+        return np.array(zt.numpy(), copy=True) if as_numpy else z.clone()
     dtype = zt.dtype if zt.is_floating_point() else torch.float32
     w = w.to(device=zt.device, dtype=torch.float64)
     step = (float(alpha) * (math.sqrt(len(w)) if scale == "sqrt_dim" else 1.0)) * w / w.norm()
@@ -80,8 +82,9 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
 
     ``x_T`` comes from deterministic DDIM inversion of each image with its *own* ``z_sem``
     (``ddim.encode`` steps, refined by ``ddim.fixed_point_iters``, see ``DiffAE.encode_stochastic``)
-    and is kept fixed, so only the semantics change; the moved codes (:func:`manipulate_z`) are
-    decoded with ``ddim.decode`` steps, `batch_size` at a time (all at once when None).
+    and is kept fixed, so only the semantics change; the moved codes (:func:`manipulate_z`; alpha 0
+    gives the codes themselves) are decoded with ``ddim.decode`` steps, alpha by alpha, `batch_size`
+    images at a time (all of an alpha's at once when None).
 
     Args:
         direction: a fitted :class:`~usdiff.latent.LinearClassifier` (its direction in its
@@ -108,9 +111,8 @@ def manipulate(model, x: torch.Tensor, direction, alphas: Sequence[float] = (0.0
     xt = model.encode_stochastic(x, z, steps=ddim.encode, progress=progress, fixed_point_iters=ddim.fixed_point_iters)
     zs = torch.stack([manipulate_z(z, direction, a, scale=scale) for a in alphas])  # (K, B, D)
     k, b = zs.shape[:2]
-    flat_xt = xt[None].expand(k, *xt.shape).reshape(k * b, *xt.shape[1:])
-    images = decode_in_batches(model, flat_xt, zs.reshape(k * b, -1), ddim.decode, batch_size, progress,
-                               "manipulate").reshape(k, b, *xt.shape[1:])
+    images = torch.stack([decode_in_batches(model, xt, zs[i], ddim.decode, batch_size, progress, "manipulate")
+                          for i in range(k)])     # (K, B, 1, H, W): each alpha decoded in chunks of `batch_size`
     out = {"images": images, "alphas": torch.tensor(alphas), "z": zs, "x_T": xt}
     if isinstance(direction, LinearClassifier):
         proba = direction.predict_proba(zs.reshape(k * b, -1).cpu().double().numpy())[:, 1]
@@ -198,8 +200,6 @@ def fit_direction(ckpt, fit_on: FitData | str | Path, out, *, loss: str = "bce",
 
 # ---- the study's method as a Translator ------------------------------------------------------------
 
-LOSSES = ("bce", "mse")
-
 
 @register
 class ClassifierTranslator(Translator):
@@ -260,7 +260,7 @@ class ClassifierTranslator(Translator):
         return method.with_knobs(**knobs) if knobs else method
 
     def state_dict(self) -> dict:
-        self._check_fitted()
+        self.check_fitted()
         return {"classifier_": self.classifier_.state_dict()}
 
     def load_state_dict(self, state: dict) -> ClassifierTranslator:

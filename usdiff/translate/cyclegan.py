@@ -217,7 +217,7 @@ class CycleGANTranslator(Translator):
         self.checkpoint_ = None
 
     def state_dict(self) -> dict:
-        self._check_fitted()
+        self.check_fitted()
         return {"generator_": {k: v.detach().cpu().clone() for k, v in self.generator_.state_dict().items()},
                 "size_": self.size_}
 
@@ -230,8 +230,5 @@ class CycleGANTranslator(Translator):
 
     @torch.no_grad()
     def translate(self, model, x, generator=None, progress: bool = False, labels=None) -> torch.Tensor:
-        x = self._prepare(model, x)
-        size = self.input_size()
-        if x.shape[-2:] != (size, size):
-            raise ValueError(f"x is {tuple(x.shape[-2:])} px but this CycleGAN was trained at {size} px")
+        x = self._prepare(model, x)      # any size: the generator is fully convolutional
         return self.generator_.to(x.device)(x).clamp(-1, 1)

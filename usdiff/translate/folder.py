@@ -107,6 +107,9 @@ def resolve_method(name: str, ckpt=None, *, fitted=None, fit_on: FitData | str |
     """
     if name not in METHODS:
         raise ValueError(f"unknown translation method {name!r}; choose one of {sorted(METHODS)}")
+    if fitted is not None and fit_on is not None:
+        raise ValueError("give either a fitted file (fitted=, CLI --fitted) or a data set to fit on (fit_on=, CLI "
+                         "--data), not both")
     cls = METHODS[name]
     settings = {k: v for k, v in (settings or {}).items() if v is not None}
     if ckpt is None and cls.needs_diffae:
@@ -124,8 +127,8 @@ def resolve_method(name: str, ckpt=None, *, fitted=None, fit_on: FitData | str |
         return method
     if fit_on is None:
         where = "" if ckpt is None or isinstance(ckpt, torch.nn.Module) else f" (none at {default_method_path(ckpt, name)})"
-        raise ValueError(f"no fitted {name!r} method{where}: give a fitted file (--fitted) or a data set "
-                         "to fit it on (--data)")
+        raise ValueError(f"no fitted {name!r} method{where}: give a fitted file (fitted=, CLI --fitted) or a "
+                         "data set to fit it on (fit_on=, CLI --data)")
     fit_on = fit_on if isinstance(fit_on, FitData) else FitData(Path(fit_on))
     method = get_method(name, **settings)
     size = model.config.image_size if model is not None else DEFAULT_SIZE
@@ -161,7 +164,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
     opts = options if options is not None else FolderOptions()
     if not isinstance(method, Translator):
         raise ValueError(f"method must be a fitted Translator (see resolve_method), got {type(method).__name__}")
-    method._check_fitted()
+    method.check_fitted()
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if out_dir.resolve() == images_dir.resolve():
         raise ValueError(f"out_dir must differ from images_dir ({images_dir}): the inputs would be overwritten")
@@ -173,6 +176,9 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
         method.check_model(model)
     else:
         model = None
+    if method.reads_labels and labels_dir is None:
+        raise ValueError(f"{method!r} reads the label maps of its inputs: give their folder (labels_dir=, CLI "
+                         "--labels)")
     size = method.input_size(model)
     dataset = USImageFolder(images_dir, domain="sim", size=size, fit=opts.fit)   # lists, validates, [-1, 1]
     files = list(dataset.files)

@@ -13,12 +13,10 @@ al., NeurIPS 2022, which keeps faithfulness with a low-pass energy instead):
 
     eps' = eps + scale * sqrt(1 - abar_t) * grad E / rms(grad E).
 
-``x0_hat`` is the scheduler's reading of the network output (``DDIMScheduler.split``) with the
-output held fixed: ``(x_t - sqrt(1 - abar) eps) / sqrt(abar)`` for an eps-model,
-``sqrt(abar) x_t - sqrt(1 - abar) v`` for a v-model. Either way ``grad E`` is a positive multiple of
-the segmenter's gradient at ``x0_hat``, so after the normalisation both give the same step. Where
-``abar = 0`` (the first step of a zero-terminal-SNR v-model) x_t is pure noise, ``x0_hat`` does not
-depend on it and the step is left unguided.
+``x0_hat`` is read with the network's noise prediction held fixed (``DDIMScheduler.split`` gives
+eps for an eps- or a v-model), so ``d x0_hat / d x_t = 1 / sqrt(abar_t)``. Where ``abar = 0`` (the
+first step of a zero-terminal-SNR v-model) x_t is pure noise, x0_hat cannot be read from eps and
+the step is left unguided.
 
 The gradient goes through the segmenter only (the network output is held fixed), which costs one small segmenter pass per step instead of a UNet backward pass;
 normalising it per image makes ``scale`` a step size in units of the noise. Segmentation-guided
@@ -108,6 +106,10 @@ class GuidedTranslator(SDEditTranslator):
         self.guide_.eval()
         return self
 
+    @property
+    def reads_labels(self) -> bool:
+        return self.scale > 0
+
     def _guidance(self, model, x, labels):
         if self.scale == 0:
             return None
@@ -125,14 +127,13 @@ class GuidedTranslator(SDEditTranslator):
             ab = sched.alpha_bar(t, x_t)
             if (ab == 0).all():
                 return out                            # pure noise: x0_hat does not depend on x_t
-            out = out.detach()
+            eps = sched.split(out.detach(), t, x_t)[1]            # held fixed: d x0_hat / d x_t = 1 / sqrt(abar)
             x_in = x_t.detach().requires_grad_(True)
-            x0 = sched.split(out, t, x_in)[0].clamp(-1, 1)
+            x0 = sched.predict_x0(eps, t, x_in).clamp(-1, 1)
             energy = F.cross_entropy(guide(x0), labels, reduction="sum")
             (grad,) = torch.autograd.grad(energy, x_in)
             rms = grad.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-12).view(-1, 1, 1, 1)
-            eps = sched.split(out, t, x_t)[1] + self.scale * (1 - ab).sqrt() * grad / rms
-            return sched.output_from_eps(eps, t, x_t)
+            return sched.output_from_eps(eps + self.scale * (1 - ab).sqrt() * grad / rms, t, x_t)
 
         return guidance
 

@@ -94,7 +94,7 @@ class TransportFit(Translator):
 
     def move(self, z):
         """Transported codes ``(B, D)`` (torch or numpy), at this method's `strength`."""
-        self._check_fitted()
+        self.check_fitted()
         norm = self.normalizer_
         zn = z.detach().cpu().double().numpy() if isinstance(z, torch.Tensor) else z
         moved = norm.inverse_transform(apply_transport(norm.transform(zn), self.transport_, self.strength))
@@ -103,7 +103,7 @@ class TransportFit(Translator):
         return moved
 
     def state_dict(self) -> dict:
-        self._check_fitted()
+        self.check_fitted()
         return {"transport_": {k: torch.from_numpy(np.asarray(v).copy()) for k, v in self.transport_.items()},
                 "normalizer_": self.normalizer_.state_dict()}
 
