@@ -38,11 +38,11 @@ from ..model.io import load_model
 from ..utils import as_image_batch, model_device
 
 __all__ = ["FitData", "Translator", "as_model", "METHODS", "register", "get_method", "save_method", "load_method",
-           "check_images", "method_file_format", "translate_batches"]
+           "check_images", "translate_batches"]
 
 METHODS: dict[str, type] = {}
 FORMAT = "usdiff.method/2"
-LEGACY_FORMATS = ("usdiff.method/1", "usdiff.direction/1")
+METHOD_V1, DIRECTION_V1 = "usdiff.method/1", "usdiff.direction/1"   # earlier formats that still load
 ENCODE_BATCH = 64          # images per encoder batch in fit (the result does not depend on it)
 
 
@@ -328,16 +328,6 @@ def save_method(path, method: Translator, overwrite: bool = False, **meta) -> Pa
     return path
 
 
-def method_file_format(path) -> str | None:
-    """The format tag of a file written by :func:`save_method` (or an older one), None for any other file."""
-    try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - not a torch file, truncated, ...
-        return None
-    fmt = state.get("format") if isinstance(state, dict) else None
-    return fmt if fmt in (FORMAT, *LEGACY_FORMATS) else None
-
-
 def load_method(path, **knobs) -> Translator:
     """A fitted method from :func:`save_method`; `knobs` change its translate-time knobs (e.g. ``t0=0.4``).
 
@@ -357,10 +347,10 @@ def load_method(path, **knobs) -> Translator:
     except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line message
         raise ValueError(f"{path} is not a translation method saved by usdiff ({type(err).__name__})") from None
     fmt = state.get("format") if isinstance(state, dict) else None
-    if fmt == "usdiff.direction/1":
+    if fmt == DIRECTION_V1:
         state = {"name": "classifier", "params": {"loss": state["classifier"]["loss"]},
                  "state": {"classifier_": state["classifier"]}, "meta": state.get("meta", {})}
-    elif fmt not in (FORMAT, "usdiff.method/1"):
+    elif fmt not in (FORMAT, METHOD_V1):
         raise ValueError(f"{path} is not a translation method saved by usdiff.translate.save_method")
     name = state["name"]
     if name not in METHODS:
