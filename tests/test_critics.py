@@ -222,7 +222,8 @@ def test_evaluate_cli_json_keys_and_errors(tmp_path, held_out, capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"fd", "kid", "c2st_acc", "c2st_ci", "p_real_mean", "dice_mean", "dice_aorta",
-                           "one_aorta_rate"}
+                           "one_aorta_rate", "warnings", "critics"}
+    assert report["warnings"] == [] and report["critics"].endswith("critics_64.pt")   # built-in real-like: known
     assert report["p_real_mean"] < 0.5 and len(report["c2st_ci"]) == 2
     code = main(["evaluate", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "missing"), "--json"])
     err = capsys.readouterr().err

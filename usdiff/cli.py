@@ -1,4 +1,4 @@
-"""Command line: usdiff data | train | reconstruct | sample | fid | evaluate | direction | translate | downstream.
+"""Command line: usdiff data | train | reconstruct | sample | fid | critics | evaluate | direction | translate | downstream.
 
 Each sub-command is a thin wrapper around one package function; run ``usdiff CMD -h`` for help.
 """
@@ -20,6 +20,27 @@ def _data_generate(args):
 
     root = generate_dataset(args.out, n=args.n, size=args.size, seed=args.seed, overwrite=args.overwrite)
     print(f"wrote {args.n} paired images to {root}")
+
+
+def _data_scanner(args):
+    from .data.scanner import ScannerSettings, generate_scanner_folder
+
+    scanner = ScannerSettings(freq_mhz=args.freq_mhz, axial_psf_mm=args.axial_psf_mm, smooth=args.smooth,
+                              gain_db=args.gain_db, dynamic_range_db=args.dynamic_range_db,
+                              specular_gain=args.specular_gain)
+    root = generate_scanner_folder(args.out, n=args.n, frame=parse_frame(args.frame), scanner=scanner,
+                                   n_test=args.n_test, seed=args.seed, overwrite=args.overwrite)
+    print(f"wrote {args.n} simulated frames with labels, {args.n} unpaired scanner frames and {args.n_test} labelled "
+          f"test frames ({args.frame}) to {root}")
+
+
+def parse_frame(text: str) -> tuple[int, int]:
+    """``"96x128"`` -> ``(96, 128)`` (height x width)."""
+    try:
+        h, w = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--frame must be HEIGHTxWIDTH, e.g. 96x128, got {text!r}") from None
+    return h, w
 
 
 def _data_ensure(args):
@@ -101,13 +122,35 @@ def _direction_fit(args):
     print(f"saved the {args.loss.upper()} realness direction (a fitted classifier method) to {path}")
 
 
+def _critics_fit(args):
+    from .metrics.critic_fitting import CriticsFit, fit_critics, report_lines
+
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    names = None
+    if args.label_names is not None:
+        names = tuple(n.strip() for n in args.label_names.split(","))
+    settings = CriticsFit(size=args.size, fit=args.fit, critic_steps=args.critic_steps,
+                          segmenter_steps=args.segmenter_steps, held_out=args.held_out, label_names=names,
+                          seed=args.seed)
+    critics = fit_critics(args.data, settings)
+    critics.save(args.out, overwrite=args.overwrite)
+    print(f"saved critics fitted on {args.data} ({args.size} px) to {args.out} in {critics.report['seconds']:.0f} s")
+    print("\n".join(report_lines(critics.report)))
+
+
 def _evaluate(args):
-    from .metrics.judge import evaluate_folders
+    from .metrics.judge import JudgedFolders, evaluate_folders
     from .utils import is_fast
 
-    data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
-    report = evaluate_folders(args.real, args.fake, labels_dir=args.labels, n=args.n, size=args.size,
+    data = args.data
+    if data is None and args.critics is None:
+        data = FAST_DATA if is_fast() else DEFAULT_DATA
+    folders = JudgedFolders(args.real, args.fake, labels=args.labels, sources=args.sources, fit=args.fit)
+    report = evaluate_folders(folders, args.critics if args.critics is not None else args.size, n=args.n,
                               data_dir=data, device=args.device, seed=args.seed)
+    for warning in report["warnings"]:
+        print(f"usdiff evaluate: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "n"}, default=float))
         return
@@ -119,13 +162,19 @@ def format_evaluation(report: dict) -> str:
     n = report.get("n")
     rows = [("fd", f"{report['fd']:.3f}", f"FD-US, fake vs real, n={n} (lower = closer)")]
     if "fd_floor" in report:
-        rows += [("fd_floor", f"{report['fd_floor']:.3f}", "real-like vs real-like, same n (what 'no difference' scores)"),
-                 ("fd_gap", f"{report['fd_gap']:.3f}", "simulated vs real-like, same n (the sim-to-real gap)")]
+        rows += [("fd_floor", f"{report['fd_floor']:.3f}", "held-out real vs real, same n (what 'no difference' "
+                                                           "scores)"),
+                 ("fd_gap", f"{report['fd_gap']:.3f}", "held-out simulated vs real, same n (the sim-to-real gap)")]
     lo, hi = report["c2st_ci"]
     rows += [("kid", f"{report['kid']:.5f}", "kernel distance in the same features (0 = same distribution)"),
              ("c2st_acc", f"{report['c2st_acc']:.3f} [{lo:.3f}, {hi:.3f}]",
               "fresh classifier fake vs real, held-out accuracy and 95 % interval (0.5 = indistinguishable)"),
-             ("p_real_mean", f"{report['p_real_mean']:.3f}", "domain critic's mean P(real-like) of the fake images")]
+             ("p_real_mean", f"{report['p_real_mean']:.3f}", "domain critic's mean P(real) of the fake images")]
+    if "lowpass_corr" in report:
+        rows += [("lowpass_corr", f"{report['lowpass_corr']:.3f}", "label-free: low-pass correlation with the "
+                                                                   "source (1 = same layout)"),
+                 ("edge_f", f"{report['edge_f']:.3f}", "label-free: boundary F-score against the source"),
+                 ("nmi", f"{report['nmi']:.3f}", "label-free: normalised mutual information with the source")]
     if "dice_mean" in report:
         rows += [("dice_mean", f"{report['dice_mean']:.3f}", "segmenter on fake vs source label maps, mean over tissues"),
                  ("dice_aorta", f"{report['dice_aorta']:.3f}", "the same for the aorta"),
@@ -134,22 +183,34 @@ def format_evaluation(report: dict) -> str:
 
 
 def _downstream(args):
-    from .downstream import StudySettings, downstream_table, run_downstream
+    from .downstream import FolderStudy, StudySettings, downstream_table, run_downstream
     from .utils import is_fast
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
+    methods = args.methods
+    if (Path(data) / "manifest.json").is_file():
+        if args.test_real is not None or args.test_labels is not None or args.translated:
+            raise ValueError("--test-real, --test-labels and --translated are for your own folders; a built-in "
+                             "data set is tested on its own test split")
+        methods = ["classifier", "sdedit", "cyclegan"] if methods is None else methods
+        what = "held-out real-like images"
+    else:
+        data = FolderStudy(data, test_real=args.test_real, test_labels=args.test_labels,
+                           translated=tuple(args.translated or ()), fit=args.fit)
+        methods = methods or []
+        what = f"real images of {args.test_real}"
     steps_each_way = {"encode_steps": args.translate_steps, "decode_steps": args.translate_steps}
     study = StudySettings(n_train=args.n_train, n_test=args.n_test, train_steps=args.steps, seed=args.seed,
                           augmentation=not args.no_augmentation, width=args.width)
-    report = run_downstream(data, args.ckpt, methods=args.methods, study=study,
+    report = run_downstream(data, args.ckpt if methods else None, methods=methods, study=study,
                             settings={"classifier": steps_each_way, "transport": steps_each_way},
                             device=args.device, progress=not args.json)
     if args.json:
         keys = ("dice_mean", "dice_mean_ci", "dice_aorta", "dice_aorta_ci", "ratio_to_real", "dice", "n_train")
         print(json.dumps({name: {k: r[k] for k in keys if k in r} for name, r in report.items()}, default=float))
         return
-    print(f"segmenters trained {args.steps} steps on {args.n_train} images each, tested on {args.n_test} held-out "
-          "real-like images")
+    print(f"segmenters trained {args.steps} steps on up to {args.n_train} images each, tested on up to {args.n_test} "
+          f"{what}")
     print(downstream_table(report))
 
 
@@ -272,6 +333,22 @@ def build_data(sub) -> None:
     seed_arg(gen, "data set seed (phantoms, renders, splits)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (sim/, real/, labels/, manifest.json)")
     overwrite_arg(gen, "a built-in data set already in --out (a folder holding anything else is never written into)")
+    sc = add(data_sub, "scanner", _data_scanner, "render the phantoms as another scanner would, laid out like your "
+                                                 "own data: sim/ + labels/, unpaired real/, labelled test_real/")
+    sc.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    sc.add_argument("--n", type=int, default=200, help="simulated frames, and as many scanner frames of other phantoms")
+    sc.add_argument("--n-test", type=int, default=100, help="labelled scanner frames of further phantoms (test set)")
+    sc.add_argument("--frame", default="96x128", help="frame HEIGHTxWIDTH in pixels")
+    sc.add_argument("--freq-mhz", type=float, default=3.5, help="transmit frequency (built-in data: 2.0)")
+    sc.add_argument("--axial-psf-mm", type=float, default=0.5, help="axial PSF sigma (built-in: 0.8)")
+    sc.add_argument("--smooth", type=float, default=1.0, help="display smoothing sigma in px (built-in: 0.6)")
+    sc.add_argument("--gain-db", type=float, default=4.0, help="added to the drawn operator gain (built-in: 0)")
+    sc.add_argument("--dynamic-range-db", type=float, default=45.0, help="centre of the drawn dynamic range "
+                                                                          "(built-in: 50-62 dB)")
+    sc.add_argument("--specular-gain", type=float, default=40.0, help="specular reflection brightness (built-in: 80)")
+    seed_arg(sc, "folder seed (phantoms and renders)")
+    sc.set_defaults(seed=1)
+    overwrite_arg(sc, "a scanner folder already in --out (a folder holding anything else is never written into)")
     ens = add(data_sub, "ensure", _data_ensure, "generate the data set unless an identical one is present")
     ens.add_argument("--n", type=int, default=None, help="number of phantoms (default: 12000; 240 with USDIFF_FAST=1)")
     ens.add_argument("--size", type=int, default=128, help="image side in pixels")
@@ -372,6 +449,26 @@ def build_fid(sub) -> None:
     device_arg(p)
 
 
+def build_critics(sub) -> None:
+    """The `usdiff critics` command."""
+    critics = sub.add_parser("critics", help="judges fitted to your own data", formatter_class=_Formatter)
+    csub = critics.add_subparsers(dest="critics_command", required=True, metavar="ACTION")
+    p = add(csub, "fit", _critics_fit, "train a domain critic (and FD-US features) on ROOT/sim vs ROOT/real and, "
+                                       "with ROOT/labels, a segmenter on the simulated images; report on held-out images")
+    p.add_argument("--data", type=Path, required=True, help="folder with sim/ and real/ (and labels/ for sim/)")
+    p.add_argument("--out", type=Path, required=True, help="critics file to write (use with evaluate --critics)")
+    p.add_argument("--size", type=int, default=64, help="side the critics work at (frames are brought to it)")
+    fit_arg(p)
+    p.add_argument("--critic-steps", type=int, default=800, help="training steps of the domain critic")
+    p.add_argument("--segmenter-steps", type=int, default=1500, help="training steps of the segmenter")
+    p.add_argument("--held-out", type=float, default=0.2, help="share of each folder kept out for the report")
+    p.add_argument("--label-names", default=None,
+                   help="comma-separated class names, class 0 first (default: the built-in tissue names when "
+                        "every label is one of them, else 'class K')")
+    seed_arg(p, "seed of the held-out split and of the trainings")
+    overwrite_arg(p, "an existing --out file")
+
+
 def build_evaluate(sub) -> None:
     """The `usdiff evaluate` command."""
     p = add(sub, "evaluate", _evaluate, "judge a folder of generated/translated images against real ones with "
@@ -380,11 +477,18 @@ def build_evaluate(sub) -> None:
     p.add_argument("--fake", type=Path, required=True, help="folder of generated or translated images")
     p.add_argument("--labels", type=Path, default=None,
                    help="folder of label maps named like the fake images' sources (ID.png for ID.png or ID_rK.png)")
+    p.add_argument("--sources", type=Path, default=None,
+                   help="folder of the fake images' sources (same names): label-free structure measures")
     p.add_argument("--n", type=int, default=1200, help="at most this many images per set")
-    p.add_argument("--size", type=int, default=None, choices=[64, 128],
-                   help="critics to use (default: 64 for fake images up to 64 px, else 128)")
+    judges = p.add_mutually_exclusive_group()
+    judges.add_argument("--critics", type=Path, default=None,
+                        help="critics file fitted to your data (usdiff critics fit); default: the shipped ones")
+    judges.add_argument("--size", type=int, default=None, choices=[64, 128],
+                        help="shipped critics to use (default: 64 for fake images up to 64 px, else 128)")
     p.add_argument("--data", type=Path, default=None,
-                   help=f"built-in data set for the FD floor and gap (default: {DEFAULT_DATA}; omitted if absent)")
+                   help=f"FD floor and gap: a built-in data set (default with the shipped critics: {DEFAULT_DATA}, "
+                        "omitted if absent) or the folder fitted critics were fitted on (default: the one they name)")
+    fit_arg(p)
     seed_arg(p, "seed of the C2ST split and classifier")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_arg(p)
@@ -452,11 +556,19 @@ def build_downstream(sub) -> None:
     """The `usdiff downstream` command."""
     p = add(sub, "downstream", _downstream, "train the same segmenter on simulated, augmented, translated and real-like "
                                        "images; test each on held-out real-like images (Dice with 95 % intervals)")
-    p.add_argument("--data", type=Path, default=None, help=f"built-in data set (default: {DEFAULT_DATA})")
+    p.add_argument("--data", type=Path, default=None,
+                   help=f"built-in data set (default: {DEFAULT_DATA}) or your own folder with sim/ and labels/ "
+                        "(then --test-real and --test-labels are needed)")
     p.add_argument("--ckpt", type=Path, default=Path("assets/diffae_tiny.pt"),
                    help="DiffAE checkpoint; its fitted methods are looked up beside it")
-    p.add_argument("--methods", nargs="*", default=["classifier", "sdedit", "cyclegan"], choices=list(METHOD_SETTINGS),
-                   help="translation methods whose translated simulation is a training set")
+    p.add_argument("--methods", nargs="*", default=None, choices=list(METHOD_SETTINGS),
+                   help="translation methods whose translated simulation is a training set (default: classifier "
+                        "sdedit cyclegan on a built-in data set, none on your own folders)")
+    p.add_argument("--translated", nargs="*", type=Path, default=None,
+                   help="your own folders: folders of translated sim/ images (same names), one training set each")
+    p.add_argument("--test-real", type=Path, default=None, help="your own folders: labelled real test images")
+    p.add_argument("--test-labels", type=Path, default=None, help="your own folders: their label maps (same names)")
+    fit_arg(p)
     p.add_argument("--n-train", type=int, default=200, help="training phantoms per set")
     p.add_argument("--n-test", type=int, default=300, help="held-out real-like test images")
     p.add_argument("--steps", type=int, default=300, help="training steps of every segmenter (batch 32)")
@@ -469,8 +581,8 @@ def build_downstream(sub) -> None:
     device_arg(p)
 
 
-COMMANDS = (build_data, build_train, build_reconstruct, build_sample, build_fid, build_evaluate, build_direction,
-            build_translate, build_downstream)
+COMMANDS = (build_data, build_train, build_reconstruct, build_sample, build_fid, build_critics, build_evaluate,
+            build_direction, build_translate, build_downstream)
 
 
 def build_parser() -> argparse.ArgumentParser:

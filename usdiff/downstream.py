@@ -23,23 +23,25 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .data.augment import SPECKLE_APPEARANCE, augment_appearance
-from .data.datasets import load_builtin_arrays
+from .data.datasets import USImageFolder, check_fit, load_builtin_arrays
 from .data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
 from .metrics.critic_training import TrainSettings, train_segmenter
 from .metrics.critics import dice_per_class
+from .metrics.judge import read_label_maps
 from .translate import METHODS, resolve_method, translate_batches
 from .translate.base import as_model
 from .translate.folder import DEFAULT_SIZE
 from .utils import check_positive_ints, get_device
 
 __all__ = ["TEST_TRAINING", "STUDY_TRAINING", "bootstrap_ci", "image_scores", "train_and_test", "downstream_study",
-           "downstream_table", "StudySettings", "run_downstream"]
+           "downstream_table", "StudySettings", "FolderStudy", "run_downstream"]
 
 # the segmenters of the downstream test: no augmentation inside (a training set brings its own)
 TEST_TRAINING = TrainSettings(train_steps=600, batch_size=32, width=16, augment=False)
@@ -141,14 +143,20 @@ def downstream_study(training_sets: Mapping[str, tuple], test_images, test_label
     return out
 
 
+def _ratio(r: Mapping) -> str:
+    v = r.get("ratio_to_real", float("nan"))
+    return f"{v:>6.2f}" if np.isfinite(v) else f"{'-':>6s}"
+
+
 def downstream_table(report: Mapping[str, dict]) -> str:
-    """The report as aligned text: mean Dice [95 % CI], aorta Dice [CI], ratio to the reference set."""
+    """The report as aligned text: mean Dice [95 % CI], aorta Dice [CI], ratio to the reference set
+    (``-`` where there is none, e.g. on your own folders, which have no labelled real training set)."""
     lines = [f"{'training set':<22s} {'mean Dice [95 % CI]':>24s} {'aorta Dice [95 % CI]':>24s} {'ratio':>6s}"]
     for name, r in report.items():
         lo, hi = r["dice_mean_ci"]
         alo, ahi = r["dice_aorta_ci"]
         lines.append(f"{name:<22s} {r['dice_mean']:>7.3f} [{lo:.3f}, {hi:.3f}]  {r['dice_aorta']:>7.3f} "
-                     f"[{alo:.3f}, {ahi:.3f}]  {r.get('ratio_to_real', float('nan')):>6.2f}")
+                     f"[{alo:.3f}, {ahi:.3f}]  {_ratio(r)}")
     return "\n".join(lines)
 
 
@@ -182,10 +190,66 @@ class StudySettings:
         return replace(STUDY_TRAINING, train_steps=self.train_steps, seed=self.seed, width=self.width)
 
 
+@dataclass(frozen=True)
+class FolderStudy:
+    """Your own folders for :func:`run_downstream` (``usdiff downstream --data ROOT``).
+
+    Args:
+        root: ``root/sim`` (simulated images) and ``root/labels`` (their label maps, same names):
+            the training simulation.
+        test_real, test_labels: a labelled *real* test set (images and label maps, same names); the
+            downstream Dice cannot be measured without one (refused, saying so).
+        translated: folders of already translated ``root/sim`` images (named after their sources,
+            as ``usdiff translate`` writes them), one training set each, with the sources' labels.
+        fit: how frames reach the square training size: ``"pad"`` or ``"crop"``.
+    """
+
+    root: Path
+    test_real: Path | None = None
+    test_labels: Path | None = None
+    translated: tuple[Path, ...] = ()
+    fit: str = "pad"
+
+    def __post_init__(self):
+        check_fit(self.fit)
+        if self.test_real is None or self.test_labels is None:
+            raise ValueError(
+                "the downstream Dice on real images cannot be measured without a labelled real test set: pass "
+                "--test-real DIR and --test-labels DIR (API: test_real=, test_labels=). Without real labels you "
+                "can still measure realism and kept structure: `usdiff evaluate --critics FILE --sources ROOT/sim` "
+                "(nothing was trained)")
+        for name in ("root", "test_real", "test_labels"):
+            if not Path(getattr(self, name)).is_dir():
+                raise FileNotFoundError(f"{name} folder {getattr(self, name)} does not exist")
+        if not (Path(self.root) / "labels").is_dir():
+            raise FileNotFoundError(f"{Path(self.root) / 'labels'} does not exist: the simulated training images "
+                                    "need their label maps (labels/NAME for sim/NAME)")
+
+
+def _folder_sets(folders: FolderStudy, size: int, n_train: int, n_test: int) -> tuple[dict, dict]:
+    """Training arrays ``{"sim", "labels", "files"}`` and test arrays ``{"real", "labels"}`` of `folders`."""
+    root = Path(folders.root)
+    sim = USImageFolder(root / "sim", "sim", size, fit=folders.fit, n=n_train, what="simulated image folder")
+    test = USImageFolder(folders.test_real, "real", size, fit=folders.fit, n=n_test, what="real test folder")
+    train = {"sim": sim.images(), "files": sim.files,
+             "labels": torch.from_numpy(read_label_maps(root / "labels", sim.files, size, folders.fit))}
+    return train, {"real": test.images(), "labels": torch.from_numpy(
+        read_label_maps(folders.test_labels, test.files, size, folders.fit))}
+
+
+def _translated_set(folder, root: Path, size: int, n: int, fit: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A folder of translated images and the label maps of their sources (``root/labels``)."""
+    images = USImageFolder(folder, "real", size, fit=fit, n=n, what="translated image folder")
+    return images.images(), torch.from_numpy(read_label_maps(root / "labels", images.files, size, fit))
+
+
 def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), *,
                    study: StudySettings | None = None, settings: Mapping[str, dict] | None = None, device=None,
                    progress: bool = True) -> dict:
-    """The whole study on the built-in data set (what ``usdiff downstream`` runs).
+    """The whole study on the built-in data set (what ``usdiff downstream`` runs), or on your own
+    folders when `data_dir` is a :class:`FolderStudy`: ``sim``, ``sim+aug``, one set per method and
+    per translated folder, tested on the labelled real test folder (there is no ``real`` training
+    set, so no ratio to it).
 
     The first ``study.n_train`` phantoms of the train split give the ``sim`` and ``real`` sets (the
     same anatomy in both, so only the appearance differs), ``sim+aug``
@@ -206,8 +270,12 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
         if cls.needs_diffae and model is None:
             raise ValueError(f"method {cls.name!r} needs the DiffAE checkpoint (ckpt=, CLI --ckpt)")
     size = model.config.image_size if model is not None else DEFAULT_SIZE
-    train = load_builtin_arrays(data_dir, "train", size, n=study.n_train, progress=progress)
-    test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=study.n_test, progress=progress)
+    folders = data_dir if isinstance(data_dir, FolderStudy) else None
+    if folders is not None:
+        train, test = _folder_sets(folders, size, study.n_train, study.n_test)
+    else:
+        train = load_builtin_arrays(data_dir, "train", size, n=study.n_train, progress=progress)
+        test = load_builtin_arrays(data_dir, "test", size, domains=("real",), n=study.n_test, progress=progress)
     sets = {"sim": (train["sim"], train["labels"])}
     if study.augmentation:
         augmented = augment_appearance(train["sim"], torch.Generator().manual_seed(study.seed), SPECKLE_APPEARANCE)
@@ -218,5 +286,10 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
         images = translate_batches(method, model, train["sim"], labels=train["labels"].numpy(), seed=study.seed,
                                    progress=progress)
         sets[f"translated ({cls.name})"] = (images, train["labels"])
-    sets["real"] = (train["real"], train["labels"])
+    if folders is None:
+        sets["real"] = (train["real"], train["labels"])
+    else:
+        for folder in folders.translated:
+            sets[f"translated ({Path(folder).name})"] = _translated_set(folder, Path(folders.root), size,
+                                                                          study.n_train, folders.fit)
     return downstream_study(sets, test["real"], test["labels"].numpy(), study.training, progress=progress)

@@ -51,7 +51,7 @@ from .render import (
 
 _DATASETS = ("USImageFolder", "TwoDomainDataset", "BuiltinDataset", "SIM", "REAL", "DOMAINS",
              "IMAGE_EXTENSIONS", "list_images", "read_image", "load_image", "read_label_map",
-             "resize_label_maps", "stack_images", "load_builtin_arrays")
+             "resize_label_maps", "fit_label_map", "stack_images", "load_builtin_arrays")
 _AUGMENT = ("Appearance", "CRITIC_APPEARANCE", "SPECKLE_APPEARANCE", "augment_appearance")
 
 __all__ = [

@@ -221,9 +221,28 @@ def load_image(path: str | Path, size: int, fit: str = "pad") -> torch.Tensor:
     return to_model_range(read_image(path, size, fit))
 
 
-def read_label_map(path: str | Path, size: int | None = None) -> np.ndarray:
+def fit_label_map(labels: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
+    """A label map ``(H, W)`` -> ``(size, size)`` uint8 the way :func:`read_image` brings its image
+    there: ``fit="pad"`` pads a non-square map to a square with 0 (background, as the image's black)
+    first, ``fit="crop"`` centre-crops the shorter side's square; then nearest-neighbour resize
+    (:func:`resize_label_maps`), so that label map and image stay aligned."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"a label map must be (H, W), got shape {labels.shape}")
+    h, w = labels.shape
+    if h != w:
+        if check_fit(fit) == "pad":
+            labels = pad_to_square(labels.astype(np.uint8))[0]
+        else:
+            short = min(h, w)
+            top, left = (h - short) // 2, (w - short) // 2
+            labels = labels[top:top + short, left:left + short]
+    return resize_label_maps(labels, size)
+
+
+def read_label_map(path: str | Path, size: int | None = None, fit: str = "pad") -> np.ndarray:
     """Read one label map file as uint8 tissue labels ``(H, W)`` (``(size, size)`` with `size`,
-    resized by :func:`resize_label_maps`).
+    brought there by :func:`fit_label_map` with `fit`, as its image is by :func:`read_image`).
 
     Raises:
         ValueError: the file is missing or not an image PIL can decode (names the file).
@@ -234,7 +253,7 @@ def read_label_map(path: str | Path, size: int | None = None) -> np.ndarray:
             labels = np.asarray(img.convert("L") if img.mode != "L" else img, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"{path} is not a readable label map ({type(err).__name__}: {err})") from None
-    return labels if size is None else resize_label_maps(labels, size)
+    return labels if size is None else fit_label_map(labels, size, fit)
 
 
 def resize_label_maps(labels, size: int | tuple[int, int]) -> np.ndarray:

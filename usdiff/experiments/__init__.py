@@ -12,6 +12,7 @@ widgets (:mod:`usdiff.widgets`):
 ``diagnostics``     does ``z_sem`` carry the image, where do codes land: :func:`diffae_goals`
                     (:class:`GoalSettings`), :func:`z_swap_ratio`, :func:`fine_texture`,
                     :func:`nearest_domain`
+``structure``       label-free structure measures against a segmenter's Dice: :func:`structure_agreement`
 ==================  ==============================================================================
 
 Codes of images and data sets are :func:`usdiff.latent.encode_images` / :func:`usdiff.latent.encode_dataset`.
@@ -21,6 +22,7 @@ from .comparison import Knob, knob_sweep, liver_speckle_snr, pick_balanced, tran
 from .diagnostics import GoalSettings, diffae_goals, fine_texture, nearest_domain, z_swap_ratio
 from .manipulation import DDIMSteps, manipulation_sweep, sweep_metrics
 from .reconstruction import reconstruction_error
+from .structure import agreement_table, structure_agreement
 
 __all__ = [
     "reconstruction_error",
@@ -28,4 +30,5 @@ __all__ = [
     "DDIMSteps", "manipulation_sweep", "sweep_metrics",
     "Knob", "knob_sweep", "liver_speckle_snr", "pick_balanced", "translation_verdicts",
     "GoalSettings", "diffae_goals", "fine_texture", "nearest_domain", "z_swap_ratio",
+    "structure_agreement", "agreement_table",
 ]

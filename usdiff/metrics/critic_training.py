@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.augment import CRITIC_APPEARANCE, augment_appearance
+from ..data.augment import CRITIC_APPEARANCE, Appearance, augment_appearance
 from ..data.datasets import resize_label_maps
 from ..data.phantom import NUM_LABELS
 from ..utils import as_image_batch, check_positive_ints
@@ -115,12 +115,14 @@ def _class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def train_segmenter(images: torch.Tensor, labels, size: int, training: TrainSettings = SEGMENTER_TRAINING, *,
-                    num_classes: int = NUM_LABELS, progress: bool = True, desc: str = "segmenter"
-                    ) -> tuple[AnatomySegmenter, TrainLog]:
+                    num_classes: int = NUM_LABELS, appearance: Appearance = CRITIC_APPEARANCE, progress: bool = True,
+                    desc: str = "segmenter") -> tuple[AnatomySegmenter, TrainLog]:
     """Train an :class:`AnatomySegmenter` on images ``(N, 1, S, S)`` in [-1, 1] and label maps ``(N, S, S)``.
 
     Loss: class-weighted cross-entropy (inverse sqrt frequency) + soft Dice over the classes;
-    appearance augmentation (gain, gamma, blur, noise; no shift, which would move the labels).
+    with ``training.augment``, `appearance` augmentation of every batch (default: gain, gamma, blur,
+    noise; :data:`~usdiff.data.augment.SPECKLE_APPEARANCE` adds speckle for a segmenter trained on
+    simulation that has to work on real images; a shift would move the labels and is refused).
     Images and label maps of another side than `size` are resized to it (bilinear; labels by
     :func:`usdiff.data.resize_label_maps`). Returns the model (eval mode, CPU) and its training log.
     """
@@ -131,6 +133,8 @@ def train_segmenter(images: torch.Tensor, labels, size: int, training: TrainSett
         raise ValueError(f"labels must be (N, H, W) matching images {tuple(images.shape)}, got {tuple(labels.shape)}")
     if int(labels.max()) >= num_classes:
         raise ValueError(f"labels hold class {int(labels.max())} but num_classes is {num_classes}")
+    if appearance.shift:
+        raise ValueError(f"appearance.shift must be 0 for a segmenter (it would move the labels), got {appearance.shift}")
     torch.manual_seed(t.seed)
     g = torch.Generator().manual_seed(t.seed)
     model = AnatomySegmenter(size, t.width, num_classes)
@@ -147,7 +151,7 @@ def train_segmenter(images: torch.Tensor, labels, size: int, training: TrainSett
         if x.shape[-1] != size:
             x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         if t.augment:
-            x = augment_appearance(x, g, CRITIC_APPEARANCE)
+            x = augment_appearance(x, g, appearance)
         logits = model(x)
         ce = F.cross_entropy(logits, y, weight=weights)
         prob = logits.softmax(1)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.datasets import resize_label_maps
-from ..data.phantom import LABEL_NAMES, NUM_LABELS, aorta_mask, count_components
+from ..data.phantom import LABEL_NAMES, NUM_LABELS, count_components
 from ..utils import as_image_batch, get_device, to_model_range, unit_images
 from .anatomy import dice
 
@@ -44,6 +44,7 @@ __all__ = [
     "Critics",
     "USFeatures",
     "FD_US_NAME",
+    "BUILTIN_LABEL_NAMES",
     "assets_dir",
     "critics_path",
     "load_critics",
@@ -53,6 +54,7 @@ __all__ = [
 
 CRITIC_SIZES = (64, 128)
 FORMAT = "usdiff-critics"
+BUILTIN_LABEL_NAMES = tuple(LABEL_NAMES[c] for c in range(NUM_LABELS))   # the built-in tissues, class 0 first
 FD_US_NAME = "FD-US (Fréchet distance in the ultrasound critics' features)"
 
 
@@ -166,15 +168,32 @@ def nearest_critic_size(side: int) -> int:
 class Critics:
     """The domain critic and anatomy segmenter for one image size, ready to judge images.
 
-    Attributes: ``size``, ``domain`` (:class:`DomainCritic`), ``anatomy`` (:class:`AnatomySegmenter`),
-    ``report`` (the training script's held-out report stored with the weights), ``path``.
+    Attributes: ``size``, ``domain`` (:class:`DomainCritic`), ``anatomy`` (:class:`AnatomySegmenter`,
+    or None for critics fitted on images without label maps: they judge realism and FD-US in the
+    domain critic's features alone), ``report`` (the held-out report stored with the weights),
+    ``path``, ``label_names`` (the name of each class the segmenter predicts).
     """
 
     size: int
     domain: DomainCritic
-    anatomy: AnatomySegmenter
+    anatomy: AnatomySegmenter | None
     report: dict = field(default_factory=dict)
     path: Path | None = None
+    label_names: tuple[str, ...] = BUILTIN_LABEL_NAMES
+
+    @property
+    def shipped(self) -> bool:
+        """Whether these are the shipped critics (trained on the built-in data set), judged by their file."""
+        if self.path is None or self.size not in CRITIC_SIZES:
+            return False
+        return Path(self.path).resolve() == critics_path(self.size).resolve()
+
+    def _segmenter(self) -> AnatomySegmenter:
+        if self.anatomy is None:
+            raise ValueError("these critics have no anatomy segmenter (they were fitted on images without label "
+                             "maps): anatomy Dice needs critics fitted with labels (`usdiff critics fit` with "
+                             "ROOT/labels), or use the label-free structure measures")
+        return self.anatomy
 
     @property
     def device(self) -> torch.device:
@@ -182,7 +201,8 @@ class Critics:
 
     def to(self, device) -> Critics:
         self.domain.to(device)
-        self.anatomy.to(device)
+        if self.anatomy is not None:
+            self.anatomy.to(device)
         return self
 
     def _batches(self, x, value_range, batch_size, size=None):
@@ -204,10 +224,10 @@ class Critics:
         The segmenter works at its own resolution (``anatomy.size``); its logits are resized
         (bilinear) to the critics' ``size`` before the arg-max.
         """
-        self.anatomy.eval()
+        anatomy = self._segmenter().eval()
         out = []
-        for x in self._batches(images, value_range, batch_size, self.anatomy.size):
-            logits = self.anatomy(x)
+        for x in self._batches(images, value_range, batch_size, anatomy.size):
+            logits = anatomy(x)
             if logits.shape[-1] != self.size:
                 logits = F.interpolate(logits, size=(self.size, self.size), mode="bilinear", align_corners=False)
             out.append(logits.argmax(1).to(torch.uint8).cpu())
@@ -215,31 +235,36 @@ class Critics:
 
     def anatomy_scores(self, images, label_maps, value_range=(0.0, 1.0)) -> dict:
         """Segment `images` and compare with the *source* `label_maps` (see :func:`anatomy_report`)."""
-        return anatomy_report(self.segment(images, value_range), label_maps)
+        return anatomy_report(self.segment(images, value_range), label_maps, names=self.label_names)
 
     @torch.no_grad()
     def features(self, images, value_range=(0.0, 1.0), batch_size: int = 128) -> np.ndarray:
-        """US features ``(N, feature_dim)`` float64 (see :class:`USFeatures`)."""
+        """US features ``(N, feature_dim)`` float64 (see :class:`USFeatures`; the domain critic's
+        alone when there is no segmenter)."""
         self.domain.eval()
-        self.anatomy.eval()
+        anatomy = self.anatomy.eval() if self.anatomy is not None else None
         out = []
         for x in self._batches(images, value_range, batch_size):
-            xa = x if self.anatomy.size == self.size else F.interpolate(
-                x, size=(self.anatomy.size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-            out.append(torch.cat([self.domain.features(x), self.anatomy.features(xa)], 1).double().cpu())
+            parts = [self.domain.features(x)]
+            if anatomy is not None:
+                xa = x if anatomy.size == self.size else F.interpolate(
+                    x, size=(anatomy.size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+                parts.append(anatomy.features(xa))
+            out.append(torch.cat(parts, 1).double().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.feature_dim))
 
     @property
     def feature_dim(self) -> int:
-        return self.domain.feature_dim + self.anatomy.feature_dim
+        return self.domain.feature_dim + (self.anatomy.feature_dim if self.anatomy is not None else 0)
 
     def state(self, half: bool = True) -> dict:
         """A ``torch.save``-able dict (loads with ``weights_only=True``); `half` stores fp16 weights."""
+        anatomy = None if self.anatomy is None else {
+            "size": self.anatomy.size, "width": self.anatomy.width, "num_classes": self.anatomy.num_classes,
+            "state": _sd(self.anatomy, half)}
         return {"format": FORMAT, "version": 1, "size": self.size,
                 "domain": {"width": self.domain.width, "state": _sd(self.domain, half)},
-                "anatomy": {"size": self.anatomy.size, "width": self.anatomy.width,
-                            "num_classes": self.anatomy.num_classes, "state": _sd(self.anatomy, half)},
-                "report": self.report}
+                "anatomy": anatomy, "label_names": list(self.label_names), "report": self.report}
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         path = Path(path)
@@ -283,10 +308,14 @@ def load_critics(size: int = 64, path: str | Path | None = None, device=None) ->
     state = _read_state(path)
     size = int(state["size"])
     domain = DomainCritic(size, state["domain"]["width"])
-    anatomy = AnatomySegmenter(state["anatomy"]["size"], state["anatomy"]["width"], state["anatomy"]["num_classes"])
     domain.load_state_dict({k: v.float() for k, v in state["domain"]["state"].items()})
-    anatomy.load_state_dict({k: v.float() for k, v in state["anatomy"]["state"].items()})
-    critics = Critics(size, domain.eval(), anatomy.eval(), dict(state.get("report", {})), path)
+    anatomy, seg = None, state.get("anatomy")
+    if seg is not None:
+        anatomy = AnatomySegmenter(seg["size"], seg["width"], seg["num_classes"])
+        anatomy.load_state_dict({k: v.float() for k, v in seg["state"].items()})
+        anatomy.eval()
+    names = tuple(state.get("label_names", BUILTIN_LABEL_NAMES))
+    critics = Critics(size, domain.eval(), anatomy, dict(state.get("report", {})), path, names)
     return critics.to(get_device(device))
 
 
@@ -352,28 +381,38 @@ def dice_per_class(pred, target, num_classes: int = NUM_LABELS) -> np.ndarray:
     return out
 
 
-def anatomy_report(pred, label_maps, min_aorta_area: int | None = None) -> dict:
+def anatomy_report(pred, label_maps, min_aorta_area: int | None = None,
+                   names: tuple[str, ...] = BUILTIN_LABEL_NAMES) -> dict:
     """Anatomy preservation of predicted label maps against the source label maps.
 
     Returns a dict: ``dice`` ``{class name: mean Dice}`` over images where the class occurs,
     ``dice_mean`` (mean of the per-class means over the foreground classes that occur),
     ``dice_aorta``, ``aorta_count`` ``(N,)`` (components of the predicted aorta mask of at least
     `min_aorta_area` pixels; default ``(H / 64)^2 * 4``), ``one_aorta_rate`` and
-    ``per_image`` ``(N, num_classes)`` Dice.
+    ``per_image`` ``(N, num_classes)`` Dice. `names` names the classes (class 0 first, the
+    background); the aorta entries are NaN (counts -1) when no class is called ``"aorta"``.
     """
     pred, label_maps = _label_batch(pred, "pred"), _label_batch(label_maps, "label_maps")
-    per_image = dice_per_class(pred, label_maps)
+    names = tuple(names)
+    if max(int(pred.max(initial=0)), int(label_maps.max(initial=0))) >= len(names):
+        raise ValueError(f"label maps hold class {max(int(pred.max(initial=0)), int(label_maps.max(initial=0)))} "
+                         f"but only {len(names)} classes are named")
+    per_image = dice_per_class(pred, label_maps, len(names))
     with np.errstate(all="ignore"):
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             per_class = np.nanmean(per_image, axis=0)
-    dice = {LABEL_NAMES[c]: float(per_class[c]) for c in range(1, per_image.shape[1]) if np.isfinite(per_class[c])}
+    dice = {names[c]: float(per_class[c]) for c in range(1, per_image.shape[1]) if np.isfinite(per_class[c])}
     side = pred.shape[-1]
     min_area = max(1, round((side / 64) ** 2 * 4)) if min_aorta_area is None else int(min_aorta_area)
-    counts = np.array([count_components(aorta_mask(p), min_area) for p in pred])
+    if "aorta" in names:
+        aorta = names.index("aorta")
+        counts = np.array([count_components(p == aorta, min_area) for p in pred])
+        one = float(np.mean(counts == 1)) if len(counts) else float("nan")
+    else:
+        counts, one = np.full(len(pred), -1), float("nan")
     return {"dice": dice, "dice_mean": float(np.mean(list(dice.values()))) if dice else float("nan"),
             "dice_aorta": dice.get("aorta", float("nan")), "aorta_count": counts,
-            "one_aorta_rate": float(np.mean(counts == 1)) if len(counts) else float("nan"),
-            "per_image": per_image}
+            "one_aorta_rate": one, "per_image": per_image}

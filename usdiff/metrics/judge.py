@@ -16,30 +16,38 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.datasets import (
     USImageFolder,
     image_shape,
     list_images,
     load_builtin_arrays,
+    read_image,
     read_label_map,
     resize_label_maps,
 )
-from ..utils import as_image_batch, from_model_range
+from ..utils import as_image_batch, from_model_range, get_device
 from .c2st import c2st
 from .critics import Critics, load_critics, nearest_critic_size
 from .frechet import fd_from_features, kid
+from .structure import structure_scores
 
 __all__ = ["EVALUATE_KEYS", "evaluate_images", "builtin_reference", "evaluate_folders", "read_label_maps",
+           "read_sources", "JudgedFolders", "fitted_reference", "SHIPPED_FD_RATIO",
            "judge_rows", "judge_table", "fd_us_folders"]
 
 EVALUATE_KEYS = ("fd", "fd_floor", "fd_gap", "kid", "c2st_acc", "c2st_ci", "p_real_mean",
                  "dice_mean", "dice_aorta", "one_aorta_rate")
 _REPEAT = re.compile(r"_r\d+$")
 _DOMAIN = re.compile(r"^(sim|real)_")
+# the shipped critics are no judges of a real folder whose FD-US to the built-in real-like images
+# exceeds this many times the built-in floor (or that they do not call real)
+SHIPPED_FD_RATIO = 10.0
 
 
 def builtin_reference(data_dir, size: int, n: int) -> dict:
@@ -92,29 +100,6 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
     return out
 
 
-def read_label_maps(labels_dir, image_files, size: int) -> np.ndarray:
-    """Label maps for images named after their sources: ``ID.png``, ``ID_rK.png``, ``sim_ID.png`` or
-    ``real_ID.png`` (as ``usdiff sample`` names them) -> ``labels_dir/ID.png``.
-
-    Raises:
-        FileNotFoundError: naming the first image without a label map.
-        ValueError: a label map that cannot be read.
-    """
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise FileNotFoundError(f"label folder {labels_dir} does not exist")
-    out = []
-    for f in image_files:
-        stem = Path(f).stem
-        candidates = [labels_dir / f"{stem}.png", labels_dir / f"{_DOMAIN.sub('', _REPEAT.sub('', stem))}.png"]
-        path = next((c for c in candidates if c.is_file()), None)
-        if path is None:
-            raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
-                                    f"{candidates[0].name}); fake images must be named after their source image")
-        out.append(read_label_map(path, size))
-    return np.stack(out)
-
-
 def _critics_and_folders(real_dir, fake_dir, n, size, device):
     """The critics for the fake images' size (or `size`) and both folders read at that size."""
     fake_files = list_images(fake_dir, what="fake image folder")
@@ -126,20 +111,176 @@ def _critics_and_folders(real_dir, fake_dir, n, size, device):
     return critics, real.images(), fake.images(), fake.files
 
 
-def evaluate_folders(real_dir, fake_dir, labels_dir=None, n: int = 1200, size: int | None = None,
-                     data_dir=None, device=None, seed: int = 0) -> dict:
-    """:func:`evaluate_images` on two folders of images (any size and mode; resized to the critics' size).
+def _source_path(folder: Path, image_file) -> Path | None:
+    """``folder/ID.png`` for an image named ``ID``, ``ID_rK``, ``sim_ID`` or ``real_ID`` (None if absent)."""
+    stem = Path(image_file).stem
+    for cand in (stem, _DOMAIN.sub("", _REPEAT.sub("", stem))):
+        for ext in (".png", Path(image_file).suffix):
+            if (folder / f"{cand}{ext}").is_file():
+                return folder / f"{cand}{ext}"
+    return None
 
-    `size` picks the critics (64 or 128; default: by the fake images' side); `data_dir` is the
-    built-in data set for the floor and gap (omitted when None or missing).
+
+def read_label_maps(labels_dir, image_files, size: int, fit: str = "pad") -> np.ndarray:
+    """Label maps for images named after their sources: ``ID.png``, ``ID_rK.png``, ``sim_ID.png`` or
+    ``real_ID.png`` (as ``usdiff sample`` names them) -> ``labels_dir/ID.png``, brought to `size` with
+    `fit` as the images are (:func:`usdiff.data.datasets.fit_label_map`).
+
+    Raises:
+        FileNotFoundError: naming the first image without a label map.
+        ValueError: a label map that cannot be read.
     """
-    critics, real, fake, fake_files = _critics_and_folders(real_dir, fake_dir, n, size, device)
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise FileNotFoundError(f"label folder {labels_dir} does not exist")
+    out = []
+    for f in image_files:
+        path = _source_path(labels_dir, f)
+        if path is None:
+            raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
+                                    f"{Path(f).stem}.png); fake images must be named after their source image")
+        out.append(read_label_map(path, size, fit))
+    return np.stack(out)
+
+
+def read_sources(sources_dir, image_files, size: int, fit: str = "pad") -> torch.Tensor:
+    """The source image of every (translated) image, found by name as :func:`read_label_maps` finds
+    label maps, ``(N, 1, size, size)`` in [0, 1]."""
+    sources_dir = Path(sources_dir)
+    if not sources_dir.is_dir():
+        raise FileNotFoundError(f"source image folder {sources_dir} does not exist")
+    out = []
+    for f in image_files:
+        path = _source_path(sources_dir, f)
+        if path is None:
+            raise FileNotFoundError(f"no source image for {Path(f).name} in {sources_dir}; translated images must "
+                                    "be named after their source image (as usdiff translate names them)")
+        out.append(read_image(path, size, fit))
+    return torch.stack(out)
+
+
+@dataclass(frozen=True)
+class JudgedFolders:
+    """The folders ``usdiff evaluate`` reads.
+
+    Args:
+        real: real images (any size and mode).
+        fake: generated or translated images.
+        labels: label maps of the fakes' *sources* (same names; anatomy Dice with a segmenter).
+        sources: the fakes' source images (same names; the label-free structure measures).
+        fit: how frames reach the critics' square size: ``"pad"`` or ``"crop"``.
+    """
+
+    real: Path
+    fake: Path
+    labels: Path | None = None
+    sources: Path | None = None
+    fit: str = "pad"
+
+
+def _as_critics(critics, fake_files, device) -> Critics:
+    if isinstance(critics, Critics):
+        return critics.to(get_device(device))
+    if critics is None:
+        return load_critics(nearest_critic_size(min(image_shape(fake_files[0]))), device=device)
+    if isinstance(critics, (int, np.integer)) and not isinstance(critics, bool):
+        return load_critics(int(critics), device=device)
+    return load_critics(path=critics, device=device)
+
+
+def fitted_reference(critics: Critics, data_dir=None, n: int = 1200, fit: str = "pad") -> dict | None:
+    """The floor and gap sets of fitted critics: their held-out images (named in ``critics.report``)
+    of `data_dir` (default: the folder they were fitted on), in [0, 1]; None when they are not there.
+
+    ``real_test`` / ``real_val`` are the two halves of the held-out real images, ``sim_test`` the
+    held-out simulated ones (at most `n` each)."""
+    names = critics.report.get("held_out_files")
+    root = Path(data_dir) if data_dir is not None else Path(critics.report.get("fitted_on", ""))
+    if not names or not all((root / d / f).is_file() for d in ("sim", "real") for f in names[d]):
+        return None
+    real = [root / "real" / f for f in names["real"]]
+    h = min(len(real) // 2, n)
+
+    def read(files):
+        return torch.stack([read_image(f, critics.size, fit) for f in files])
+
+    return {"real_test": read(real[:h]), "real_val": read(real[h:2 * h]),
+            "sim_test": read([root / "sim" / f for f in names["sim"][:n]])}
+
+
+def _shipped_warning(critics: Critics, real, reference: dict | None, seed: int = 0) -> str | None:
+    """Why the shipped critics are no judges of `real` (None when nothing says so): they do not call
+    it real, or (with the built-in `reference`) its FD-US to the built-in real-like images is beyond
+    :data:`SHIPPED_FD_RATIO` times the floor, or a fresh classifier tells it from them (C2ST interval
+    above 0.6)."""
+    why = []
+    p = float(critics.p_real(real).mean())
+    if p < 0.5:
+        why.append(f"mean P(real) of your real images {p:.2f}")
+    if reference is not None:
+        k = min(len(real), len(reference["real_val"]), len(reference["real_test"]))
+        f_ref = critics.features(reference["real_val"][:k])
+        floor = fd_from_features(critics.features(reference["real_test"][:k]), f_ref)
+        ratio = fd_from_features(critics.features(real[:k]), f_ref) / max(floor, 1e-12)
+        if ratio > SHIPPED_FD_RATIO:
+            why.append(f"their FD-US to the built-in real-like images {ratio:.0f}x the built-in floor")
+        test = c2st(real[:k], reference["real_val"][:k], size=critics.size, seed=seed)
+        if test["ci"][0] > 0.6:
+            why.append(f"a fresh classifier tells them from the built-in real-like images (C2ST {test['acc']:.2f} "
+                       f"[{test['ci'][0]:.2f}, {test['ci'][1]:.2f}], n={k})")
+    if not why:
+        return None
+    return ("the shipped critics were trained on the built-in phantoms and your real images are not like theirs "
+            f"({'; '.join(why)}): their P(real), FD-US and Dice say little about your scanner. Fit critics to "
+            "your folders with `usdiff critics fit --data ROOT --out FILE` and pass --critics FILE "
+            "(the C2ST needs no fitting)")
+
+
+def evaluate_folders(folders: JudgedFolders, critics=None, *, n: int = 1200, data_dir=None, device=None,
+                     seed: int = 0) -> dict:
+    """:func:`evaluate_images` on folders of images (any size and mode; brought to the critics' size).
+
+    Args:
+        folders: the real, fake (and optional labels / sources) folders.
+        critics: a :class:`Critics`, the path of a critics file (``usdiff critics fit``), a shipped
+            size (64 or 128), or None: the shipped ones for the fake images' side.
+        data_dir: where the FD floor and gap come from: a built-in data set, or for fitted critics
+            the folder they were fitted on (default: the one named in their report).
+
+    Returns:
+        :func:`evaluate_images`'s dict, with the label-free structure means (``lowpass_corr``,
+        ``edge_f``, ``nmi``) when ``folders.sources`` is given, and ``warnings``: a list that holds
+        one sentence when the shipped critics are out of their depth on the real folder (they do
+        not call it real; with a built-in data set also: it is far from or separable from the
+        built-in real-like images).
+    """
+    fake_files = list_images(folders.fake, what="fake image folder")
+    critics = _as_critics(critics, fake_files, device)
     size = critics.size
-    labels = read_label_maps(labels_dir, fake_files, size) if labels_dir is not None else None
+    fake_set = USImageFolder(folders.fake, size=size, n=n, value_range=(0.0, 1.0), fit=folders.fit,
+                             what="fake image folder")
+    real = USImageFolder(folders.real, size=size, n=n, value_range=(0.0, 1.0), fit=folders.fit,
+                         what="real image folder").images()
+    fake = fake_set.images()
+    labels = read_label_maps(folders.labels, fake_set.files, size, folders.fit) if folders.labels is not None else None
+    if labels is not None and critics.anatomy is None:
+        raise ValueError("labels were given but these critics have no segmenter (fitted without labels/); "
+                         "leave --labels out or fit critics with labels")
+    m = min(n, len(fake), len(real))
     reference = None
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
-        reference = builtin_reference(data_dir, size, min(n, len(fake), len(real)))
-    return evaluate_images(real, fake, critics, labels=labels, reference=reference, n=n, seed=seed)
+        reference = builtin_reference(data_dir, size, m)
+    elif not critics.shipped:
+        reference = fitted_reference(critics, data_dir, m, folders.fit)
+    report = evaluate_images(real, fake, critics, labels=labels, reference=reference, n=n, seed=seed)
+    if folders.sources is not None:
+        sources = read_sources(folders.sources, fake_set.files, size, folders.fit)
+        for name, values in structure_scores(sources[:m], fake[:m]).items():
+            report[name] = float(np.nanmean(values))
+    warning = _shipped_warning(critics, real[:m], reference, seed) if critics.shipped else None
+    report["warnings"] = [warning] if warning else []
+    report["critics"] = str(critics.path) if critics.path is not None else "in memory"
+    return report
 
 
 def judge_rows(pairs: dict, critics: Critics, n: int = 1200, labels: dict | None = None,

@@ -186,7 +186,7 @@ def translate_folder(method: Translator, model, images_dir, out_dir, *, labels_d
     check_outputs(out_dir, names, opts.overwrite, inputs_dir=images_dir)
     announce_resize(dataset, size, opts.fit, progress)
     shapes = [image_shape(f) for f in files] if opts.keep_size else None
-    labels = read_label_maps(labels_dir, files, size) if labels_dir is not None else None
+    labels = read_label_maps(labels_dir, files, size, opts.fit) if labels_dir is not None else None
 
     generator = torch.Generator().manual_seed(seed)
     written: list[Path] = []
