@@ -55,7 +55,7 @@ def test_version_and_module_entry_point():
 
 
 COMMANDS = (("train",), ("reconstruct",), ("sample",), ("fid",), ("evaluate",), ("direction", "fit"),
-            ("translate",), ("downstream",), ("data", "ensure"))
+            ("translate",), ("downstream",), ("data", "ensure"), ("data", "scanner"), ("critics", "fit"))
 
 
 def test_help_shows_defaults_without_rst_markup():

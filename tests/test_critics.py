@@ -202,7 +202,7 @@ def test_evaluate_images_orders_real_over_sim(critics, held_out):
     bad = evaluate_images(real_ref, sim, critics, labels=held_out["labels"][24:], n=24)
     assert good["fd"] < bad["fd"] and good["p_real_mean"] > bad["p_real_mean"]
     assert good["c2st_acc"] < bad["c2st_acc"]
-    assert set(good) == {k for k in EVALUATE_KEYS if not k.startswith("fd_")} | {"n"}
+    assert set(good) == {k for k in EVALUATE_KEYS if not k.startswith("fd_")} | {"n", "fd_n"}
 
 
 def _write(folder, images, names=None):
@@ -222,7 +222,7 @@ def test_evaluate_cli_json_keys_and_errors(tmp_path, held_out, capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert set(report) == {"fd", "kid", "c2st_acc", "c2st_ci", "p_real_mean", "dice_mean", "dice_aorta",
-                           "one_aorta_rate", "warnings", "critics"}
+                           "one_aorta_rate", "warnings", "critics", "fd_n"}
     assert report["warnings"] == [] and report["critics"].endswith("critics_64.pt")   # built-in real-like: known
     assert report["p_real_mean"] < 0.5 and len(report["c2st_ci"]) == 2
     code = main(["evaluate", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "missing"), "--json"])

@@ -1,6 +1,7 @@
 """Your own data: a scanner-like folder, label-free structure measures, critics fitted to a folder,
 evaluate with them (and the warning about the shipped ones), downstream on folders."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,9 +102,26 @@ def test_crop_to_frame_keeps_the_top_rows_or_the_central_columns():
     assert np.array_equal(crop_to_frame(sq, (6, 2)), sq[:, 2:4])
     with pytest.raises(ValueError, match="render"):
         crop_to_frame(sq, (4, 5))
+    with pytest.raises(ValueError, match="fit must be"):
+        fit_label_map(np.zeros((4, 4)), 4, "stretch")
+    with pytest.raises(ValueError, match="0..255"):
+        fit_label_map(np.full((4, 6), 300), 4)
 
 
 # ---- label maps follow their images -------------------------------------------------------------
+
+def test_find_source_matches_outputs_to_sources_by_name(tmp_path):
+    from usdiff.data.datasets import find_source, read_label_maps
+
+    for name in ("sim_000001.png", "a.jpg", "000002.png"):
+        (tmp_path / name).write_bytes(b"x")
+    assert find_source(tmp_path, "sim_000001_r0.png") == tmp_path / "sim_000001.png"   # a repeat of a sample
+    assert find_source(tmp_path, "a.png") == tmp_path / "a.jpg"                       # translated outputs are PNG
+    assert find_source(tmp_path, "real_000002_r3.png") == tmp_path / "000002.png"
+    assert find_source(tmp_path, "b.png") is None
+    with pytest.raises(FileNotFoundError, match="no label map for b.png"):
+        read_label_maps(tmp_path, ["b.png"], 16)
+
 
 def test_fit_label_map_pads_and_crops_as_read_image_does(tmp_path):
     labels = np.zeros((40, 60), np.uint8)
@@ -196,8 +214,9 @@ def test_anatomy_report_names_classes_and_has_aorta_entries_only_for_an_aorta():
     assert np.isnan(report["one_aorta_rate"])
     with pytest.raises(ValueError, match="only 2 classes"):
         anatomy_report(pred, pred, names=("bg", "cyst"))
-    assert label_names_for(np.array([0, 3]), None) == BUILTIN_LABEL_NAMES
-    assert label_names_for(np.array([0, 30]), None)[30] == "class 30"
+    assert label_names_for(np.array([0, 3]), None, builtin=True) == BUILTIN_LABEL_NAMES
+    assert label_names_for(np.array([0, 3]), None) == ("class 0", "class 1", "class 2", "class 3")  # a user's own
+    assert label_names_for(np.array([0, 30]), None, builtin=True)[30] == "class 30"
     with pytest.raises(ValueError, match="names only 2"):
         label_names_for(np.array([0, 3]), ("a", "b"))
 
@@ -226,6 +245,8 @@ def test_fit_critics_reports_on_held_out_files_it_did_not_train_on(fitted, folde
     assert r["train_counts"] == {"sim": 22, "real": 22} and len(r["held_out_files"]["real"]) == 8
     assert set(r["held_out_files"]["sim"]) <= {p.name for p in (folder / "sim").iterdir()}
     assert r["domain_accuracy"] >= 0.9 and r["fd_gap"] > r["fd_floor"] and r["fd_n"] == 4   # 8 real held out
+    held = {d: set(r["held_out_files"][d]) for d in ("sim", "real")}
+    assert len(held["sim"]) == 8 and r["train_counts"]["sim"] + 8 == 30 and Path(r["fitted_on"]).is_absolute()
     assert set(r["dice_sim"]) <= set(BUILTIN_LABEL_NAMES) and "segmenter trained on simulated" in r["dice_meaning"]
     assert fitted.anatomy is not None and fitted.label_names == BUILTIN_LABEL_NAMES
 
@@ -249,8 +270,22 @@ def test_evaluate_with_fitted_critics_floors_on_their_held_out_images_and_does_n
     folders = JudgedFolders(folder / "test_real", folder / "sim", labels=folder / "labels", sources=folder / "sim")
     report = evaluate_folders(folders, tmp_path / "c.pt", n=10)
     assert report["warnings"] == [] and report["fd_floor"] < report["fd_gap"]
+    assert report["fd_n"] == 4 and report["n"] == 10      # FD-US at the floor's n (4 held-out real per half)
     assert report["lowpass_corr"] == pytest.approx(1.0) and report["p_real_mean"] < 0.5
     assert 0 <= report["dice_mean"] <= 1
+
+
+def test_evaluate_refuses_another_fit_and_says_when_the_held_out_images_are_gone(fitted, folder, tmp_path):
+    from dataclasses import replace
+
+    folders = JudgedFolders(folder / "test_real", folder / "sim", fit="crop")
+    with pytest.raises(ValueError, match="fitted with fit='pad'"):
+        evaluate_folders(folders, fitted, n=10)
+    moved = replace(fitted, report={**fitted.report, "fitted_on": str(tmp_path / "gone")})
+    report = evaluate_folders(replace(folders, fit=None), moved, n=10)
+    assert "fd_floor" not in report and "not in" in report["warnings"][0]
+    with pytest.raises(TypeError, match="JudgedFolders"):
+        evaluate_folders(folder / "test_real", fitted)
 
 
 def test_evaluate_warns_when_the_shipped_critics_do_not_know_the_real_folder(tmp_path):

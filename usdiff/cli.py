@@ -128,7 +128,11 @@ def _critics_fit(args):
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     names = None
-    if args.label_names is not None:
+    if args.label_names == "builtin":
+        from .metrics.critics import BUILTIN_LABEL_NAMES
+
+        names = BUILTIN_LABEL_NAMES
+    elif args.label_names is not None:
         names = tuple(n.strip() for n in args.label_names.split(","))
     settings = CriticsFit(size=args.size, fit=args.fit, critic_steps=args.critic_steps,
                           segmenter_steps=args.segmenter_steps, held_out=args.held_out, label_names=names,
@@ -160,7 +164,7 @@ def _evaluate(args):
 def format_evaluation(report: dict) -> str:
     """The `usdiff evaluate` report as aligned lines with what each number means."""
     n = report.get("n")
-    rows = [("fd", f"{report['fd']:.3f}", f"FD-US, fake vs real, n={n} (lower = closer)")]
+    rows = [("fd", f"{report['fd']:.3f}", f"FD-US, fake vs real, n={report.get('fd_n', n)} (lower = closer)")]
     if "fd_floor" in report:
         rows += [("fd_floor", f"{report['fd_floor']:.3f}", "held-out real vs real, same n (what 'no difference' "
                                                            "scores)"),
@@ -176,8 +180,9 @@ def format_evaluation(report: dict) -> str:
                  ("edge_f", f"{report['edge_f']:.3f}", "label-free: boundary F-score against the source"),
                  ("nmi", f"{report['nmi']:.3f}", "label-free: normalised mutual information with the source")]
     if "dice_mean" in report:
-        rows += [("dice_mean", f"{report['dice_mean']:.3f}", "segmenter on fake vs source label maps, mean over tissues"),
-                 ("dice_aorta", f"{report['dice_aorta']:.3f}", "the same for the aorta"),
+        rows += [("dice_mean", f"{report['dice_mean']:.3f}", "segmenter on fake vs source label maps, mean over tissues")]
+    if "dice_aorta" in report:
+        rows += [("dice_aorta", f"{report['dice_aorta']:.3f}", "the same for the aorta"),
                  ("one_aorta_rate", f"{report['one_aorta_rate']:.3f}", "share of fake images with exactly one aorta")]
     return "\n".join(f"{k:<15s} {v:>22s}   {d}" for k, v, d in rows)
 
@@ -188,8 +193,9 @@ def _downstream(args):
 
     data = args.data if args.data is not None else (FAST_DATA if is_fast() else DEFAULT_DATA)
     methods = args.methods
-    if (Path(data) / "manifest.json").is_file():
-        if args.test_real is not None or args.test_labels is not None or args.translated:
+    own = args.test_real is not None or args.test_labels is not None or bool(args.translated)
+    if (Path(data) / "manifest.json").is_file() or not (own or (Path(data) / "sim").is_dir()):
+        if own:
             raise ValueError("--test-real, --test-labels and --translated are for your own folders; a built-in "
                              "data set is tested on its own test split")
         methods = ["classifier", "sdedit", "cyclegan"] if methods is None else methods
@@ -463,8 +469,8 @@ def build_critics(sub) -> None:
     p.add_argument("--segmenter-steps", type=int, default=1500, help="training steps of the segmenter")
     p.add_argument("--held-out", type=float, default=0.2, help="share of each folder kept out for the report")
     p.add_argument("--label-names", default=None,
-                   help="comma-separated class names, class 0 first (default: the built-in tissue names when "
-                        "every label is one of them, else 'class K')")
+                   help="comma-separated class names, class 0 first, or 'builtin' for the built-in tissues (default: "
+                        "the built-in tissue names for a folder written by `usdiff data scanner`, else 'class K')")
     seed_arg(p, "seed of the held-out split and of the trainings")
     overwrite_arg(p, "an existing --out file")
 
@@ -488,7 +494,9 @@ def build_evaluate(sub) -> None:
     p.add_argument("--data", type=Path, default=None,
                    help=f"FD floor and gap: a built-in data set (default with the shipped critics: {DEFAULT_DATA}, "
                         "omitted if absent) or the folder fitted critics were fitted on (default: the one they name)")
-    fit_arg(p)
+    p.add_argument("--fit", default=None, choices=["pad", "crop"],
+                   help="how frames reach the critics' square size (default: as the critics were fitted; pad for "
+                        "the shipped ones): pad = zero-pad to a square, then resize; crop = centre-crop")
     seed_arg(p, "seed of the C2ST split and classifier")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     device_arg(p)

@@ -30,11 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .data.augment import SPECKLE_APPEARANCE, augment_appearance
-from .data.datasets import USImageFolder, check_fit, load_builtin_arrays
+from .data.datasets import USImageFolder, check_fit, load_builtin_arrays, read_label_maps
 from .data.phantom import AORTA, LABEL_NAMES, NUM_LABELS
 from .metrics.critic_training import TrainSettings, train_segmenter
 from .metrics.critics import dice_per_class
-from .metrics.judge import read_label_maps
 from .translate import METHODS, resolve_method, translate_batches
 from .translate.base import as_model
 from .translate.folder import DEFAULT_SIZE

@@ -13,6 +13,7 @@ built-in data set in memory.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -221,17 +222,59 @@ def load_image(path: str | Path, size: int, fit: str = "pad") -> torch.Tensor:
     return to_model_range(read_image(path, size, fit))
 
 
+_REPEAT = re.compile(r"_r\d+$")
+_DOMAIN = re.compile(r"^(sim|real)_")
+
+
+def find_source(folder: str | Path, image_file: str | Path, extensions: Sequence[str] = IMAGE_EXTENSIONS) -> Path | None:
+    """The file in `folder` that an output named after its source belongs to: ``ID`` itself, ``ID``
+    without a repeat suffix ``_rK`` (``usdiff sample``), without a ``sim_`` / ``real_`` prefix, or
+    without both, with any of `extensions` (None when there is none)."""
+    folder, stem = Path(folder), Path(image_file).stem
+    stems = dict.fromkeys([stem, _REPEAT.sub("", stem), _DOMAIN.sub("", stem), _DOMAIN.sub("", _REPEAT.sub("", stem))])
+    for cand in stems:
+        for ext in dict.fromkeys([Path(image_file).suffix.lower(), *extensions]):
+            if ext and (folder / f"{cand}{ext}").is_file():
+                return folder / f"{cand}{ext}"
+    return None
+
+
+def read_label_maps(labels_dir: str | Path, image_files, size: int, fit: str = "pad") -> np.ndarray:
+    """The label map of every image in `image_files`, found by :func:`find_source` in `labels_dir`
+    and brought to `size` with `fit` as the images are (:func:`fit_label_map`), ``(N, size, size)``.
+
+    Raises:
+        FileNotFoundError: `labels_dir` is missing, or naming the first image without a label map.
+        ValueError: a label map that cannot be read.
+    """
+    labels_dir = Path(labels_dir)
+    if not labels_dir.is_dir():
+        raise FileNotFoundError(f"label folder {labels_dir} does not exist")
+    out = []
+    for f in image_files:
+        path = find_source(labels_dir, f)
+        if path is None:
+            raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
+                                    f"{Path(f).stem}.png and the names it is made from); images must be named after "
+                                    "their source image")
+        out.append(read_label_map(path, size, fit))
+    return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
+
+
 def fit_label_map(labels: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:
     """A label map ``(H, W)`` -> ``(size, size)`` uint8 the way :func:`read_image` brings its image
     there: ``fit="pad"`` pads a non-square map to a square with 0 (background, as the image's black)
     first, ``fit="crop"`` centre-crops the shorter side's square; then nearest-neighbour resize
     (:func:`resize_label_maps`), so that label map and image stay aligned."""
     labels = np.asarray(labels)
+    check_fit(fit)
     if labels.ndim != 2:
         raise ValueError(f"a label map must be (H, W), got shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 255):
+        raise ValueError(f"label maps must hold labels in 0..255, got {labels.min()}..{labels.max()}")
     h, w = labels.shape
     if h != w:
-        if check_fit(fit) == "pad":
+        if fit == "pad":
             labels = pad_to_square(labels.astype(np.uint8))[0]
         else:
             short = min(h, w)

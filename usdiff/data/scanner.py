@@ -13,6 +13,8 @@ smoothing, gain, dynamic range, specular brightness) and a non-square frame::
     ROOT/test_labels/test_000000.png  their label maps (a labelled real test set, which few users have)
     ROOT/scanner.json              the settings, sizes and seed (``"complete": true`` once every file is written)
 
+As in the built-in data set, the label maps are the phantom's; the scanner-like frames include the
+real-like renderer's probe-pressure deformation (up to 1.5 mm), which the label maps do not follow.
 A frame of ``(height, width)`` is rendered on a square of side ``max(height, width)`` and cut to
 the frame: a landscape frame keeps the shallow rows (the probe at the top, the deepest part cut
 off), a portrait one the central columns. Every file depends only on the arguments.

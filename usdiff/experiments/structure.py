@@ -47,13 +47,15 @@ def structure_agreement(critics: Critics, sources, label_maps, outputs: Mapping[
         outputs: set name -> ``(N, 1, H, W)`` outputs of the same sources, same order.
 
     Returns:
-        ``{"sets": {name: {"dice_mean", "dice_aorta", measure: mean, ...}}, "spearman": {measure:
-        rho}, "spearman_ci": {measure: (low, high)}, "n": images per set}``.
+        ``{"sets": {name: {"dice_mean", "dice_aorta", measure: mean, ...}}, "per_image": {name:
+        {"dice": (N,), measure: (N,)}}, "spearman": {measure: rho}, "spearman_ci": {measure: (low,
+        high)}, "n": images per set}``; ``per_image["dice"]`` is the mean over the foreground
+        tissues of each image.
     """
     if not outputs:
         raise ValueError("outputs is empty: give at least one set of outputs of the sources")
     labels = resize_label_maps(np.asarray(label_maps), critics.size)
-    sets, dice_all, measure_all = {}, [], {m: [] for m in STRUCTURE_MEASURES}
+    sets, per_image_all, dice_all, measure_all = {}, {}, [], {m: [] for m in STRUCTURE_MEASURES}
     for name, out in outputs.items():
         if len(out) != len(sources):
             raise ValueError(f"outputs[{name!r}] holds {len(out)} images for {len(sources)} sources")
@@ -64,6 +66,7 @@ def structure_agreement(critics: Critics, sources, label_maps, outputs: Mapping[
         scores = structure_scores(sources, out)
         sets[name] = {"dice_mean": seg["dice_mean"], "dice_aorta": seg["dice_aorta"],
                       **{m: float(np.nanmean(scores[m])) for m in STRUCTURE_MEASURES}}
+        per_image_all[name] = {"dice": dice, **scores}
         dice_all.append(dice)
         for m in STRUCTURE_MEASURES:
             measure_all[m].append(scores[m])
@@ -71,7 +74,7 @@ def structure_agreement(critics: Critics, sources, label_maps, outputs: Mapping[
     rho, ci = {}, {}
     for m in STRUCTURE_MEASURES:
         rho[m], ci[m] = _spearman_ci(np.concatenate(measure_all[m]), dice_all, n_boot, seed)
-    return {"sets": sets, "spearman": rho, "spearman_ci": ci, "n": len(sources)}
+    return {"sets": sets, "per_image": per_image_all, "spearman": rho, "spearman_ci": ci, "n": len(sources)}
 
 
 def agreement_table(result: dict) -> str:

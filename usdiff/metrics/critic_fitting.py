@@ -27,14 +27,15 @@ import numpy as np
 import torch
 
 from ..data.augment import SPECKLE_APPEARANCE
-from ..data.datasets import USImageFolder, check_fit, read_label_map
+from ..data.datasets import USImageFolder, check_fit, find_source, read_label_maps
+from ..data.scanner import SCANNER_FILE
 from ..utils import check_positive_ints
 from .c2st import c2st
 from .critic_training import CRITIC_TRAINING, TrainSettings, train_domain_critic, train_segmenter
 from .critics import BUILTIN_LABEL_NAMES, Critics, anatomy_report
 from .frechet import fd_from_features
 
-__all__ = ["CriticsFit", "fit_critics", "held_out_report", "split_held_out", "label_names_for"]
+__all__ = ["CriticsFit", "fit_critics", "held_out_report", "split_held_out", "label_names_for", "report_lines"]
 
 MIN_IMAGES = 20
 
@@ -49,7 +50,8 @@ class CriticsFit:
         critic_steps, segmenter_steps: training steps of the domain critic and the segmenter.
         held_out: share of each folder kept out of training for the report.
         label_names: names of the label classes (class 0 first); None: the built-in tissue names
-            when every label is one of them, else ``"class K"``.
+            for a folder this package wrote (``usdiff data scanner``'s ``scanner.json`` or a built-in
+            manifest), else ``"class K"``.
         seed: seed of the split and of both trainings.
     """
 
@@ -71,14 +73,17 @@ class CriticsFit:
 
 
 def split_held_out(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices ``(train, held_out)`` of `n` items: a seeded shuffle, ``max(8, round(share n))`` held out."""
+    """Indices ``(train, held_out)`` of `n` items: a seeded shuffle, ``max(8, round(share n))`` held out
+    but never more than ``n - 4`` (so a small folder holds out more than `share`: 8 of 20 is 40 %)."""
     k = min(n - 4, max(8, round(share * n)))
     order = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0xC817])).permutation(n)
     return np.sort(order[k:]), np.sort(order[:k])
 
 
-def label_names_for(labels: np.ndarray, names: tuple[str, ...] | None) -> tuple[str, ...]:
-    """The class names for label maps holding the values of `labels` (see :class:`CriticsFit`)."""
+def label_names_for(labels: np.ndarray, names: tuple[str, ...] | None, builtin: bool = False) -> tuple[str, ...]:
+    """The class names for label maps holding the values of `labels`: `names` when given (checked
+    against the largest label), else the built-in tissue names when `builtin` (a folder this package
+    wrote), else ``"class 0"``, ``"class 1"``, ..."""
     top = int(labels.max()) if labels.size else 0
     if names is not None:
         names = tuple(str(n) for n in names)
@@ -86,18 +91,18 @@ def label_names_for(labels: np.ndarray, names: tuple[str, ...] | None) -> tuple[
             raise ValueError(f"the label maps hold class {top} but label_names names only {len(names)} classes "
                              f"({', '.join(names)})")
         return names
-    if top < len(BUILTIN_LABEL_NAMES):
+    if builtin and top < len(BUILTIN_LABEL_NAMES):
         return BUILTIN_LABEL_NAMES
     return tuple(f"class {c}" for c in range(top + 1))
 
 
 def _read_labels(labels_dir: Path, files, size: int, fit: str) -> np.ndarray:
-    missing = [f.name for f in files if not (labels_dir / f.name).is_file()]
+    missing = [f.name for f in files if find_source(labels_dir, f) is None]
     if missing:
         raise FileNotFoundError(f"{labels_dir} has no label map for {len(missing)} of the {len(files)} simulated "
-                                f"images (first: {missing[0]}); each sim/NAME needs labels/NAME, or remove "
-                                "labels/ to fit critics without a segmenter")
-    return np.stack([read_label_map(labels_dir / f.name, size, fit) for f in files])
+                                f"images (first: {missing[0]}); each sim/NAME needs a label map of the same name, or "
+                                "remove labels/ to fit critics without a segmenter")
+    return read_label_maps(labels_dir, files, size, fit)
 
 
 def fit_critics(root, settings: CriticsFit = CriticsFit(), *, progress: bool = True) -> Critics:
@@ -127,7 +132,8 @@ def fit_critics(root, settings: CriticsFit = CriticsFit(), *, progress: bool = T
     anatomy, names, labels = None, BUILTIN_LABEL_NAMES, None
     if (root / "labels").is_dir():
         labels = _read_labels(root / "labels", folders["sim"].files, t.size, t.fit)
-        names = label_names_for(labels, t.label_names)
+        written_here = (root / SCANNER_FILE).is_file() or (root / "manifest.json").is_file()
+        names = label_names_for(labels, t.label_names, builtin=written_here)
         seg_training = TrainSettings(train_steps=t.segmenter_steps, batch_size=16, width=12, seed=t.seed)
         anatomy, _ = train_segmenter(train["sim"], labels[split["sim"][0]], t.size, seg_training,
                                      num_classes=len(names), appearance=SPECKLE_APPEARANCE, progress=progress,
@@ -136,7 +142,7 @@ def fit_critics(root, settings: CriticsFit = CriticsFit(), *, progress: bool = T
     held = {d: images[d][torch.from_numpy(split[d][1])] for d in images}
     held_labels = labels[split["sim"][1]] if labels is not None else None
     critics.report = {
-        "fitted_on": str(root), "fit": t.fit, "seed": t.seed, "seconds": round(time.perf_counter() - start, 1),
+        "fitted_on": str(root.resolve()), "fit": t.fit, "seed": t.seed, "seconds": round(time.perf_counter() - start, 1),
         "steps": {"critic": t.critic_steps, "segmenter": t.segmenter_steps if anatomy is not None else 0},
         "held_out_files": {d: [folders[d].files[i].name for i in split[d][1]] for d in images},
         "train_counts": {d: int(len(split[d][0])) for d in images},

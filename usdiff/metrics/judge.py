@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +23,12 @@ import torch
 
 from ..data.datasets import (
     USImageFolder,
+    find_source,
     image_shape,
     list_images,
     load_builtin_arrays,
     read_image,
-    read_label_map,
+    read_label_maps,
     resize_label_maps,
 )
 from ..utils import as_image_batch, from_model_range, get_device
@@ -43,8 +43,6 @@ __all__ = ["EVALUATE_KEYS", "evaluate_images", "builtin_reference", "evaluate_fo
 
 EVALUATE_KEYS = ("fd", "fd_floor", "fd_gap", "kid", "c2st_acc", "c2st_ci", "p_real_mean",
                  "dice_mean", "dice_aorta", "one_aorta_rate")
-_REPEAT = re.compile(r"_r\d+$")
-_DOMAIN = re.compile(r"^(sim|real)_")
 # the shipped critics are no judges of a real folder whose FD-US to the built-in real-like images
 # exceeds this many times the built-in floor (or that they do not call real)
 SHIPPED_FD_RATIO = 10.0
@@ -66,10 +64,13 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
     Args:
         labels: label maps ``(N_fake, H, W)`` of the fakes' sources (same order), or None.
         reference: :func:`builtin_reference` sets for ``fd_floor`` / ``fd_gap`` (omitted if None).
-        n: at most `n` images of each set; the floor and gap use the same number.
+        n: at most `n` images of each set (KID, C2ST, P(real), Dice). FD-US, its floor and its
+            gap are computed at one n, ``fd_n``: `n`, or fewer when the reference sets are smaller
+            (FD grows as n shrinks, so only values at the same n compare).
 
     Returns:
-        A dict with the keys of :data:`EVALUATE_KEYS` that apply, plus ``n`` (images per set used).
+        A dict with the keys of :data:`EVALUATE_KEYS` that apply, plus ``n`` (images per set used)
+        and ``fd_n``. The aorta entries are left out when the critics name no class "aorta".
     """
     if n < 4:
         raise ValueError(f"n must be >= 4, got {n}")
@@ -79,9 +80,13 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
     f_real = critics.features(real_m, value_range)
     f_fake = critics.features(fake_m, value_range)
     sub = min(1000, max(2, m // 2))
-    out: dict = {"fd": fd_from_features(f_fake, f_real)}
+    k = m
     if reference is not None:
         k = min(m, len(reference["real_val"]), len(reference["real_test"]), len(reference["sim_test"]))
+        if k < 2:
+            raise ValueError(f"the reference sets hold {k} image(s); the FD floor and gap need at least 2")
+    out: dict = {"fd": fd_from_features(f_fake[:k], f_real[:k]), "fd_n": k}
+    if reference is not None:
         f_ref = critics.features(reference["real_val"][:k])
         out["fd_floor"] = fd_from_features(critics.features(reference["real_test"][:k]), f_ref)
         out["fd_gap"] = fd_from_features(critics.features(reference["sim_test"][:k]), f_ref)
@@ -94,8 +99,9 @@ def evaluate_images(real, fake, critics: Critics, labels=None, reference: dict |
         if len(labels) != len(fake):
             raise ValueError(f"got {len(labels)} label maps for {len(fake)} fake images")
         scores = critics.anatomy_scores(fake_m, resize_label_maps(labels[:m], critics.size), value_range)
-        out["dice_mean"], out["dice_aorta"] = scores["dice_mean"], scores["dice_aorta"]
-        out["one_aorta_rate"] = scores["one_aorta_rate"]
+        out["dice_mean"] = scores["dice_mean"]
+        if "aorta" in critics.label_names:
+            out["dice_aorta"], out["one_aorta_rate"] = scores["dice_aorta"], scores["one_aorta_rate"]
     out["n"] = m
     return out
 
@@ -111,38 +117,6 @@ def _critics_and_folders(real_dir, fake_dir, n, size, device):
     return critics, real.images(), fake.images(), fake.files
 
 
-def _source_path(folder: Path, image_file) -> Path | None:
-    """``folder/ID.png`` for an image named ``ID``, ``ID_rK``, ``sim_ID`` or ``real_ID`` (None if absent)."""
-    stem = Path(image_file).stem
-    for cand in (stem, _DOMAIN.sub("", _REPEAT.sub("", stem))):
-        for ext in (".png", Path(image_file).suffix):
-            if (folder / f"{cand}{ext}").is_file():
-                return folder / f"{cand}{ext}"
-    return None
-
-
-def read_label_maps(labels_dir, image_files, size: int, fit: str = "pad") -> np.ndarray:
-    """Label maps for images named after their sources: ``ID.png``, ``ID_rK.png``, ``sim_ID.png`` or
-    ``real_ID.png`` (as ``usdiff sample`` names them) -> ``labels_dir/ID.png``, brought to `size` with
-    `fit` as the images are (:func:`usdiff.data.datasets.fit_label_map`).
-
-    Raises:
-        FileNotFoundError: naming the first image without a label map.
-        ValueError: a label map that cannot be read.
-    """
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise FileNotFoundError(f"label folder {labels_dir} does not exist")
-    out = []
-    for f in image_files:
-        path = _source_path(labels_dir, f)
-        if path is None:
-            raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
-                                    f"{Path(f).stem}.png); fake images must be named after their source image")
-        out.append(read_label_map(path, size, fit))
-    return np.stack(out)
-
-
 def read_sources(sources_dir, image_files, size: int, fit: str = "pad") -> torch.Tensor:
     """The source image of every (translated) image, found by name as :func:`read_label_maps` finds
     label maps, ``(N, 1, size, size)`` in [0, 1]."""
@@ -151,7 +125,7 @@ def read_sources(sources_dir, image_files, size: int, fit: str = "pad") -> torch
         raise FileNotFoundError(f"source image folder {sources_dir} does not exist")
     out = []
     for f in image_files:
-        path = _source_path(sources_dir, f)
+        path = find_source(sources_dir, f)
         if path is None:
             raise FileNotFoundError(f"no source image for {Path(f).name} in {sources_dir}; translated images must "
                                     "be named after their source image (as usdiff translate names them)")
@@ -168,17 +142,19 @@ class JudgedFolders:
         fake: generated or translated images.
         labels: label maps of the fakes' *sources* (same names; anatomy Dice with a segmenter).
         sources: the fakes' source images (same names; the label-free structure measures).
-        fit: how frames reach the critics' square size: ``"pad"`` or ``"crop"``.
+        fit: how frames reach the critics' square size: ``"pad"`` or ``"crop"``; None: the way the
+            critics were fitted (``critics.report["fit"]``), ``"pad"`` for the shipped ones.
     """
 
     real: Path
     fake: Path
     labels: Path | None = None
     sources: Path | None = None
-    fit: str = "pad"
+    fit: str | None = None
 
 
 def _as_critics(critics, fake_files, device) -> Critics:
+    """Critics from what ``evaluate_folders`` was given; a :class:`Critics` is moved to `device` in place."""
     if isinstance(critics, Critics):
         return critics.to(get_device(device))
     if critics is None:
@@ -195,8 +171,10 @@ def fitted_reference(critics: Critics, data_dir=None, n: int = 1200, fit: str = 
     ``real_test`` / ``real_val`` are the two halves of the held-out real images, ``sim_test`` the
     held-out simulated ones (at most `n` each)."""
     names = critics.report.get("held_out_files")
+    if not names:
+        return None
     root = Path(data_dir) if data_dir is not None else Path(critics.report.get("fitted_on", ""))
-    if not names or not all((root / d / f).is_file() for d in ("sim", "real") for f in names[d]):
+    if not all((root / d / f).is_file() for d in ("sim", "real") for f in names[d]):
         return None
     real = [root / "real" / f for f in names["real"]]
     h = min(len(real) // 2, n)
@@ -254,31 +232,41 @@ def evaluate_folders(folders: JudgedFolders, critics=None, *, n: int = 1200, dat
         not call it real; with a built-in data set also: it is far from or separable from the
         built-in real-like images).
     """
+    if not isinstance(folders, JudgedFolders):
+        raise TypeError(f"folders must be a JudgedFolders(real, fake, ...), got {type(folders).__name__}")
     fake_files = list_images(folders.fake, what="fake image folder")
     critics = _as_critics(critics, fake_files, device)
     size = critics.size
-    fake_set = USImageFolder(folders.fake, size=size, n=n, value_range=(0.0, 1.0), fit=folders.fit,
-                             what="fake image folder")
-    real = USImageFolder(folders.real, size=size, n=n, value_range=(0.0, 1.0), fit=folders.fit,
+    fitted_fit = critics.report.get("fit", "pad")
+    fit = fitted_fit if folders.fit is None else folders.fit
+    if fit != fitted_fit:
+        raise ValueError(f"folders.fit is {fit!r} but these critics were fitted with fit={fitted_fit!r}; judge frames "
+                         "the way the critics saw them (leave fit out)")
+    if folders.labels is not None and critics.anatomy is None:
+        raise ValueError(f"label maps were given (folders.labels = {folders.labels}) but these critics have no "
+                         "segmenter (they were fitted without labels); leave the labels out or fit critics with labels")
+    fake_set = USImageFolder(folders.fake, size=size, n=n, value_range=(0.0, 1.0), fit=fit, what="fake image folder")
+    real = USImageFolder(folders.real, size=size, n=n, value_range=(0.0, 1.0), fit=fit,
                          what="real image folder").images()
     fake = fake_set.images()
-    labels = read_label_maps(folders.labels, fake_set.files, size, folders.fit) if folders.labels is not None else None
-    if labels is not None and critics.anatomy is None:
-        raise ValueError("labels were given but these critics have no segmenter (fitted without labels/); "
-                         "leave --labels out or fit critics with labels")
+    labels = read_label_maps(folders.labels, fake_set.files, size, fit) if folders.labels is not None else None
     m = min(n, len(fake), len(real))
-    reference = None
+    reference, warnings = None, []
     if data_dir is not None and (Path(data_dir) / "manifest.json").is_file():
         reference = builtin_reference(data_dir, size, m)
-    elif not critics.shipped:
-        reference = fitted_reference(critics, data_dir, m, folders.fit)
+    elif not critics.shipped and critics.report.get("held_out_files"):
+        reference = fitted_reference(critics, data_dir, m, fit)
+        if reference is None:
+            root = data_dir if data_dir is not None else critics.report.get("fitted_on")
+            warnings.append(f"the held-out images these critics were fitted with are not in {root}: no FD-US floor "
+                            "and gap (pass the folder they were fitted on as data_dir, CLI --data)")
     report = evaluate_images(real, fake, critics, labels=labels, reference=reference, n=n, seed=seed)
     if folders.sources is not None:
-        sources = read_sources(folders.sources, fake_set.files, size, folders.fit)
+        sources = read_sources(folders.sources, fake_set.files, size, fit)
         for name, values in structure_scores(sources[:m], fake[:m]).items():
             report[name] = float(np.nanmean(values))
     warning = _shipped_warning(critics, real[:m], reference, seed) if critics.shipped else None
-    report["warnings"] = [warning] if warning else []
+    report["warnings"] = warnings + ([warning] if warning else [])
     report["critics"] = str(critics.path) if critics.path is not None else "in memory"
     return report
 
@@ -306,7 +294,8 @@ def judge_table(rows: dict[str, dict]) -> str:
         line = (f"{name:34s} {r['n']:5d} {r['fd']:9.3f} {1e3 * r['kid']:9.2f} "
                 f"{r['c2st_acc']:9.3f} [{lo:.2f}, {hi:.2f}] {r['p_real_mean']:8.3f}")
         if anatomy and "dice_mean" in r:
-            line += f" {r['dice_mean']:6.3f} {r['dice_aorta']:6.3f} {r['one_aorta_rate']:8.2f}"
+            line += f" {r['dice_mean']:6.3f} {r.get('dice_aorta', float('nan')):6.3f} " \
+                    f"{r.get('one_aorta_rate', float('nan')):8.2f}"
         lines.append(line)
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import BuiltinDataset, USImageFolder
-from ..data.datasets import image_shape
+from ..data.datasets import image_shape, read_label_maps
 from ..io import (
     FolderOptions,
     announce_resize,
@@ -23,7 +23,6 @@ from ..io import (
     output_names,
     save_batch,
 )
-from ..metrics.judge import read_label_maps
 from ..utils import get_device
 from .base import METHODS, FitData, Translator, as_model, get_method, load_method
 
