@@ -18,6 +18,7 @@ def readme_commands() -> list[list[str]]:
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     cmds = []
     for block in blocks:
+        block = re.sub(r"\\[ \t]*(#[^\n]*)?\n", " ", block)     # a command continued on the next line
         for line in block.splitlines():
             line = line.split("  #")[0].strip()
             if line.startswith("usdiff "):
@@ -28,7 +29,8 @@ def readme_commands() -> list[list[str]]:
 def test_every_readme_command_parses():
     cmds = readme_commands()
     assert {c[0] for c in cmds} >= {"data", "train", "reconstruct", "sample", "evaluate", "fid", "translate",
-                                    "direction"}
+                                    "direction", "critics", "downstream"}
+    assert any(c[:2] == ["data", "scanner"] for c in cmds) and any(c[:2] == ["critics", "fit"] for c in cmds)
     parser = build_parser()
     for argv in cmds:
         parser.parse_args(argv)   # unknown options or bad choices exit here
