@@ -239,6 +239,25 @@ def find_source(folder: str | Path, image_file: str | Path, extensions: Sequence
     return None
 
 
+def find_sources(folder: str | Path, image_files, what: str = "label map") -> list[Path]:
+    """:func:`find_source` of every image in `image_files`, in order.
+
+    Raises:
+        FileNotFoundError: `folder` is missing, or naming the first image without its `what`.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{what} folder {folder} does not exist")
+    out = []
+    for f in image_files:
+        path = find_source(folder, f)
+        if path is None:
+            raise FileNotFoundError(f"no {what} for {Path(f).name} in {folder} (looked for {Path(f).stem}.png and the "
+                                    "names it is made from); images must be named after their source image")
+        out.append(path)
+    return out
+
+
 def read_label_maps(labels_dir: str | Path, image_files, size: int, fit: str = "pad") -> np.ndarray:
     """The label map of every image in `image_files`, found by :func:`find_source` in `labels_dir`
     and brought to `size` with `fit` as the images are (:func:`fit_label_map`), ``(N, size, size)``.
@@ -247,18 +266,15 @@ def read_label_maps(labels_dir: str | Path, image_files, size: int, fit: str = "
         FileNotFoundError: `labels_dir` is missing, or naming the first image without a label map.
         ValueError: a label map that cannot be read.
     """
-    labels_dir = Path(labels_dir)
-    if not labels_dir.is_dir():
-        raise FileNotFoundError(f"label folder {labels_dir} does not exist")
-    out = []
-    for f in image_files:
-        path = find_source(labels_dir, f)
-        if path is None:
-            raise FileNotFoundError(f"no label map for {Path(f).name} in {labels_dir} (looked for "
-                                    f"{Path(f).stem}.png and the names it is made from); images must be named after "
-                                    "their source image")
-        out.append(read_label_map(path, size, fit))
-    return np.stack(out) if out else np.zeros((0, size, size), np.uint8)
+    maps = [read_label_map(p, size, fit) for p in find_sources(labels_dir, image_files, "label map")]
+    return np.stack(maps) if maps else np.zeros((0, size, size), np.uint8)
+
+
+def read_sources(sources_dir: str | Path, image_files, size: int, fit: str = "pad") -> torch.Tensor:
+    """The source image of every (translated) image, found by :func:`find_source` in `sources_dir`,
+    ``(N, 1, size, size)`` in [0, 1] (read by :func:`read_image` with `fit`)."""
+    images = [read_image(p, size, fit) for p in find_sources(sources_dir, image_files, "source image")]
+    return torch.stack(images) if images else torch.zeros(0, 1, size, size)
 
 
 def fit_label_map(labels: np.ndarray, size: int, fit: str = "pad") -> np.ndarray:

@@ -23,12 +23,12 @@ import torch
 
 from ..data.datasets import (
     USImageFolder,
-    find_source,
     image_shape,
     list_images,
     load_builtin_arrays,
     read_image,
     read_label_maps,
+    read_sources,
     resize_label_maps,
 )
 from ..utils import as_image_batch, from_model_range, get_device
@@ -115,22 +115,6 @@ def _critics_and_folders(real_dir, fake_dir, n, size, device):
     fake = USImageFolder(fake_dir, size=size, n=n, value_range=(0.0, 1.0), what="fake image folder")
     real = USImageFolder(real_dir, size=size, n=n, value_range=(0.0, 1.0), what="real image folder")
     return critics, real.images(), fake.images(), fake.files
-
-
-def read_sources(sources_dir, image_files, size: int, fit: str = "pad") -> torch.Tensor:
-    """The source image of every (translated) image, found by name as :func:`read_label_maps` finds
-    label maps, ``(N, 1, size, size)`` in [0, 1]."""
-    sources_dir = Path(sources_dir)
-    if not sources_dir.is_dir():
-        raise FileNotFoundError(f"source image folder {sources_dir} does not exist")
-    out = []
-    for f in image_files:
-        path = find_source(sources_dir, f)
-        if path is None:
-            raise FileNotFoundError(f"no source image for {Path(f).name} in {sources_dir}; translated images must "
-                                    "be named after their source image (as usdiff translate names them)")
-        out.append(read_image(path, size, fit))
-    return torch.stack(out)
 
 
 @dataclass(frozen=True)

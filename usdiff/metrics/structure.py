@@ -55,6 +55,14 @@ def _lowpass(x: np.ndarray, sigma: float) -> np.ndarray:
     return ndimage.gaussian_filter(x, (0, sigma, sigma), mode="nearest") if sigma > 0 else x
 
 
+def _prepared(sources, outputs, sigma) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Both batches low-passed, the sources' regions and the sigma used."""
+    a, b = _pairs(sources, outputs)
+    s = _sigma(a.shape, sigma)
+    region = image_regions(a, s)
+    return _lowpass(a, s), _lowpass(b, s), region, s
+
+
 def image_regions(sources, sigma: float | None = None) -> np.ndarray:
     """Where the measures look, ``(N, H, W)`` bool: each source's pixels above its background (its
     minimum), holes filled, eroded by ``ceil(2 sigma) + 2`` px; the whole frame when that leaves
@@ -74,10 +82,7 @@ def image_regions(sources, sigma: float | None = None) -> np.ndarray:
 def lowpass_correlation(sources, outputs, sigma: float | None = None) -> np.ndarray:
     """Pearson correlation ``(N,)`` of each low-passed source with its low-passed output (NaN where
     either is constant)."""
-    a, b = _pairs(sources, outputs)
-    s = _sigma(a.shape, sigma)
-    region = image_regions(a, s)
-    a, b = _lowpass(a, s), _lowpass(b, s)
+    a, b, region, _ = _prepared(sources, outputs, sigma)
     out = np.full(len(a), np.nan)
     for i in range(len(a)):
         x, y = a[i][region[i]], b[i][region[i]]
@@ -108,10 +113,8 @@ def edge_f_score(sources, outputs, sigma: float | None = None, tolerance: float 
         raise ValueError(f"edge_share must be in (0, 1), got {edge_share!r}")
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
-    a, b = _pairs(sources, outputs)
-    s = _sigma(a.shape, sigma)
-    region = image_regions(a, s)
-    ea, eb = _edges(_lowpass(a, s), edge_share, region), _edges(_lowpass(b, s), edge_share, region)
+    a, b, region, _ = _prepared(sources, outputs, sigma)
+    ea, eb = _edges(a, edge_share, region), _edges(b, edge_share, region)
     out = np.full(len(a), np.nan)
     for i in range(len(a)):
         if not ea[i].any() and not eb[i].any():
@@ -147,10 +150,7 @@ def normalized_mutual_information(sources, outputs, sigma: float | None = None, 
     each image, so a monotone grey-level change of a low-passed image gives the same value); NaN where an image is constant."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise ValueError(f"bins must be an int >= 2, got {bins!r}")
-    a, b = _pairs(sources, outputs)
-    s = _sigma(a.shape, sigma)
-    region = image_regions(a, s)
-    a, b = _lowpass(a, s), _lowpass(b, s)
+    a, b, region, _ = _prepared(sources, outputs, sigma)
     out = np.full(len(a), np.nan)
     for i in range(len(a)):
         ia, ib = _quantile_bins(a[i][region[i]], bins), _quantile_bins(b[i][region[i]], bins)
