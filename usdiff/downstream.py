@@ -225,21 +225,19 @@ class FolderStudy:
                                     "need their label maps (labels/NAME for sim/NAME)")
 
 
+def _labelled_images(images_dir, labels_dir, size: int, n: int, fit: str, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first `n` images of `images_dir` ``(N, 1, size, size)`` in [-1, 1] and their label maps
+    ``(N, size, size)`` from `labels_dir` (found by name), both brought to `size` with `fit`."""
+    images = USImageFolder(images_dir, "real", size, fit=fit, n=n, what=what)
+    return images.images(), torch.from_numpy(read_label_maps(labels_dir, images.files, size, fit))
+
+
 def _folder_sets(folders: FolderStudy, size: int, n_train: int, n_test: int) -> tuple[dict, dict]:
-    """Training arrays ``{"sim", "labels", "files"}`` and test arrays ``{"real", "labels"}`` of `folders`."""
-    root = Path(folders.root)
-    sim = USImageFolder(root / "sim", "sim", size, fit=folders.fit, n=n_train, what="simulated image folder")
-    test = USImageFolder(folders.test_real, "real", size, fit=folders.fit, n=n_test, what="real test folder")
-    train = {"sim": sim.images(), "files": sim.files,
-             "labels": torch.from_numpy(read_label_maps(root / "labels", sim.files, size, folders.fit))}
-    return train, {"real": test.images(), "labels": torch.from_numpy(
-        read_label_maps(folders.test_labels, test.files, size, folders.fit))}
-
-
-def _translated_set(folder, root: Path, size: int, n: int, fit: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """A folder of translated images and the label maps of their sources (``root/labels``)."""
-    images = USImageFolder(folder, "real", size, fit=fit, n=n, what="translated image folder")
-    return images.images(), torch.from_numpy(read_label_maps(root / "labels", images.files, size, fit))
+    """Training arrays ``{"sim", "labels"}`` and test arrays ``{"real", "labels"}`` of `folders`."""
+    root, fit = Path(folders.root), folders.fit
+    sim, sim_labels = _labelled_images(root / "sim", root / "labels", size, n_train, fit, "simulated image folder")
+    real, real_labels = _labelled_images(folders.test_real, folders.test_labels, size, n_test, fit, "real test folder")
+    return {"sim": sim, "labels": sim_labels}, {"real": real, "labels": real_labels}
 
 
 def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cyclegan"), *,
@@ -289,6 +287,6 @@ def run_downstream(data_dir, ckpt=None, methods=("classifier", "sdedit", "cycleg
         sets["real"] = (train["real"], train["labels"])
     else:
         for folder in folders.translated:
-            sets[f"translated ({Path(folder).name})"] = _translated_set(folder, Path(folders.root), size,
-                                                                          study.n_train, folders.fit)
+            sets[f"translated ({Path(folder).name})"] = _labelled_images(
+                folder, Path(folders.root) / "labels", size, study.n_train, folders.fit, "translated image folder")
     return downstream_study(sets, test["real"], test["labels"].numpy(), study.training, progress=progress)

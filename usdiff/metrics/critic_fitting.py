@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..data.augment import SPECKLE_APPEARANCE
-from ..data.datasets import USImageFolder, check_fit, find_source, read_label_maps
+from ..data.datasets import USImageFolder, check_fit, find_source, read_label_map
 from ..data.scanner import SCANNER_FILE
 from ..utils import check_positive_ints
 from .c2st import c2st
@@ -97,12 +97,13 @@ def label_names_for(labels: np.ndarray, names: tuple[str, ...] | None, builtin: 
 
 
 def _read_labels(labels_dir: Path, files, size: int, fit: str) -> np.ndarray:
-    missing = [f.name for f in files if find_source(labels_dir, f) is None]
+    paths = [find_source(labels_dir, f) for f in files]
+    missing = [f.name for f, p in zip(files, paths) if p is None]
     if missing:
         raise FileNotFoundError(f"{labels_dir} has no label map for {len(missing)} of the {len(files)} simulated "
                                 f"images (first: {missing[0]}); each sim/NAME needs a label map of the same name, or "
                                 "remove labels/ to fit critics without a segmenter")
-    return read_label_maps(labels_dir, files, size, fit)
+    return np.stack([read_label_map(p, size, fit) for p in paths])
 
 
 def fit_critics(root, settings: CriticsFit = CriticsFit(), *, progress: bool = True) -> Critics:

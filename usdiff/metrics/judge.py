@@ -170,20 +170,19 @@ def fitted_reference(critics: Critics, data_dir=None, n: int = 1200, fit: str = 
             "sim_test": read([root / "sim" / f for f in names["sim"][:n]])}
 
 
-def _shipped_warning(critics: Critics, real, reference: dict | None, seed: int = 0) -> str | None:
+def _shipped_warning(critics: Critics, real, reference: dict | None, report: dict, seed: int = 0) -> str | None:
     """Why the shipped critics are no judges of `real` (None when nothing says so): they do not call
     it real, or (with the built-in `reference`) its FD-US to the built-in real-like images is beyond
-    :data:`SHIPPED_FD_RATIO` times the floor, or a fresh classifier tells it from them (C2ST interval
-    above 0.6)."""
+    :data:`SHIPPED_FD_RATIO` times the floor (``report["fd_floor"]``, at ``report["fd_n"]``), or a
+    fresh classifier tells it from them (C2ST interval above 0.6)."""
     why = []
     p = float(critics.p_real(real).mean())
     if p < 0.5:
         why.append(f"mean P(real) of your real images {p:.2f}")
     if reference is not None:
-        k = min(len(real), len(reference["real_val"]), len(reference["real_test"]))
+        k = report["fd_n"]
         f_ref = critics.features(reference["real_val"][:k])
-        floor = fd_from_features(critics.features(reference["real_test"][:k]), f_ref)
-        ratio = fd_from_features(critics.features(real[:k]), f_ref) / max(floor, 1e-12)
+        ratio = fd_from_features(critics.features(real[:k]), f_ref) / max(report["fd_floor"], 1e-12)
         if ratio > SHIPPED_FD_RATIO:
             why.append(f"their FD-US to the built-in real-like images {ratio:.0f}x the built-in floor")
         test = c2st(real[:k], reference["real_val"][:k], size=critics.size, seed=seed)
@@ -249,7 +248,7 @@ def evaluate_folders(folders: JudgedFolders, critics=None, *, n: int = 1200, dat
         sources = read_sources(folders.sources, fake_set.files, size, fit)
         for name, values in structure_scores(sources[:m], fake[:m]).items():
             report[name] = float(np.nanmean(values))
-    warning = _shipped_warning(critics, real[:m], reference, seed) if critics.shipped else None
+    warning = _shipped_warning(critics, real[:m], reference, report, seed) if critics.shipped else None
     report["warnings"] = warnings + ([warning] if warning else [])
     report["critics"] = str(critics.path) if critics.path is not None else "in memory"
     return report
